@@ -1,0 +1,57 @@
+# pgpis — every target installs what it needs first (.venv in the repo root).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV     ?= .venv
+PY       := $(VENV)/bin/python
+PGPIS    := $(VENV)/bin/pgpis
+STAMP    := $(VENV)/.pgpis-installed
+# torch 2.14.1 / torchvision 0.29.1 come from local wheels on the dev/CI machine kind;
+# override on a GPU box, e.g. `make install TORCH_SPEC="torch torchvision"`.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+export HF_HUB_OFFLINE ?= 1
+export PYTHONUNBUFFERED := 1
+
+DATA_ROOT ?= data/synthetic/deepfashion
+SYNTH_ARGS ?= --identities 240 --poses 4 --seed 0
+CONFIG   ?=
+ARGS     ?=
+
+.PHONY: help install data preview demo test test-slow test-all bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv and install pgpis[dev] (idempotent)
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $@
+
+$(DATA_ROOT)/.pgpis-synthetic: | $(STAMP)
+	$(PGPIS) data synth --dataset deepfashion --out $(DATA_ROOT) $(SYNTH_ARGS)
+
+data: $(STAMP) $(DATA_ROOT)/.pgpis-synthetic ## write the synthetic DeepFashion dataset (embedded default) if absent
+
+preview: data ## preview grid of the synthetic dataset -> outputs/preview.png
+	$(PGPIS) data preview --dataset deepfashion --root $(DATA_ROOT) --out outputs/preview.png
+
+demo: data preview ## the main job on the embedded default
+	@echo "demo: dataset in $(DATA_ROOT), preview grid in outputs/preview.png"
+
+test: $(STAMP) ## fast CPU test suite (what CI runs first)
+	$(PY) -m pytest -m "not slow" -q
+
+test-slow: $(STAMP) ## slow tests: full-size architecture builds, long CPU runs
+	$(PY) -m pytest -m slow -q || test $$? -eq 5  # 5 = no slow tests collected
+
+test-all: test test-slow ## both suites
+
+bench: $(STAMP) ## benchmarks (print measured figures and ratios)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean: ## remove outputs (keeps .venv and data)
+	rm -rf outputs lightning_logs

@@ -1,0 +1,75 @@
+"""The `pgpis` command line.
+
+`pgpis fit|validate|test|predict` are LightningCLI sub-commands (YAML configs
+composed with repeated `--config`, dotted overrides, `--print_config`). Other
+sub-commands are tools registered in :data:`TOOLS` and imported lazily, so
+`pgpis data check` does not pay for importing diffusers.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Callable, Sequence
+
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+# name -> "module:function"; function(argv: list[str]) -> int (exit code)
+TOOLS: dict[str, str] = {
+    "data": "pgpis.data.cli:main",
+    "evaluate": "pgpis.metrics.cli:main",
+    "export": "pgpis.inference.cli:export_main",
+    "generate": "pgpis.inference.cli:generate_main",
+    "animate": "pgpis.inference.cli:animate_main",
+}
+
+
+def _resolve(spec: str) -> Callable[[list[str]], int]:
+    module, func = spec.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def _usage() -> str:
+    tools = ", ".join(sorted(TOOLS))
+    return (
+        "usage: pgpis {fit,validate,test,predict} --config EXPERIMENT.yaml [--config MORE.yaml] [--key value ...]\n"
+        f"       pgpis {{{tools}}} ...\n"
+        "Run `pgpis <command> --help` for the options of one command."
+    )
+
+
+def run_lightning_cli(args: Sequence[str] | None = None):
+    """LightningCLI over any LightningModule / LightningDataModule given by `class_path`."""
+    from lightning.pytorch import LightningDataModule, LightningModule
+    from lightning.pytorch.cli import LightningCLI
+
+    class PgpisCLI(LightningCLI):
+        """Stages configure their own optimisers (paper schedules), so optimiser flags come from the model."""
+
+    return PgpisCLI(
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        auto_configure_optimizers=False,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    command = argv[0]
+    if command in LIGHTNING_SUBCOMMANDS:
+        run_lightning_cli(argv)
+        return 0
+    if command in TOOLS:
+        return int(_resolve(TOOLS[command])(argv[1:]) or 0)
+    print(f"pgpis: unknown command '{command}'.\n{_usage()}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
