@@ -1,0 +1,302 @@
+"""DeepFashion pairs as a LightningDataModule (either on-disk layout, same samples).
+
+Sample dictionary: see docs/CONVENTIONS.md. Images are resized with PIL
+bicubic to ``image_size`` (h, w) with no crop or pad; keypoints travel from the
+CFLD 256x176 frame into ``image_size`` pixels; poses are rendered at the size
+they are used at (so strokes scale with resolution and match across stages).
+
+Augmentations are train-only and seeded: a joint horizontal flip (images,
+keypoints with left/right swap, parsing with left/right class swap), a small
+keypoint jitter on the pose that conditions generation, and a probability of
+identity pairs (target = source).
+
+Validation holds out whole *training identities* — never the test split.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from pgpis.data import keypoints as kpt
+from pgpis.data import parsing as prs
+from pgpis.data.layouts import DeepFashionIndex, ImageCheck, identity_of, read_deepfashion_index
+from pgpis.errors import DataFormatError, Problem
+
+Size = tuple[int, int]  # (height, width)
+
+IMAGE_SIZE_PRESETS: dict[str, Size] = {"512x352": (512, 352), "256x176": (256, 176)}
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Train-time augmentation settings (all off = evaluation)."""
+
+    flip_prob: float = 0.0
+    keypoint_jitter: float = 0.0  # std of the jitter in pixels of the 256x176 annotation frame
+    identity_pair_prob: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.flip_prob > 0 or self.keypoint_jitter > 0 or self.identity_pair_prob > 0
+
+
+def to_tensor(image: Image.Image | np.ndarray) -> torch.Tensor:
+    """uint8 RGB (PIL or HxWx3) -> float [3, H, W] in [-1, 1]."""
+    arr = np.asarray(image, dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div(127.5).sub(1.0)
+
+
+def resize_image(image: Image.Image, size: Size) -> Image.Image:
+    """PIL bicubic resize to (h, w); no crop, no pad."""
+    h, w = size
+    return image if image.size == (w, h) else image.resize((w, h), Image.BICUBIC)
+
+
+def load_rgb(path: Path, name: str) -> Image.Image:
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except Exception as err:  # surfaced with the file and the fix instead of a bare PIL trace
+        raise DataFormatError(Problem(str(path), f"image does not decode ({type(err).__name__}: {err})",
+                                      "re-extract this image, or run `pgpis data check` to list every broken file", item=name)) from err
+
+
+class DeepFashionDataset(Dataset):
+    """(source, target) pairs of one split, as sample dictionaries."""
+
+    def __init__(
+        self,
+        index: DeepFashionIndex,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        image_size: Size = (256, 176),
+        encoder_inputs: Mapping[str, Size] | None = None,
+        parsing: bool = False,
+        augmentation: Augmentation = Augmentation(),
+    ):
+        self.index = index
+        self.pairs = list(pairs)
+        self.image_size = tuple(image_size)
+        self.encoder_inputs = {k: tuple(v) for k, v in (encoder_inputs or {}).items()}
+        self.parsing = parsing
+        self.augmentation = augmentation
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _rng(self) -> np.random.Generator:
+        # Drawn from torch's RNG: Lightning's seed_everything(workers=True) seeds it per worker
+        # deterministically, and it advances across epochs, so augmentations are reproducible.
+        return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+
+    def _load(self, name: str) -> tuple[Image.Image, np.ndarray, np.ndarray | None]:
+        image = load_rgb(self.index.image_path(name), name)
+        parsing = prs.read_parsing(self.index.parsing_path(name)) if self.parsing else None
+        return image, self.index.keypoints[name].copy(), parsing
+
+    def __getitem__(self, i: int) -> dict:
+        src_name, tgt_name = self.pairs[i]
+        aug = self.augmentation
+        rng = self._rng() if aug.active else None
+        src, src_kp, src_parse = self._load(src_name)
+        if rng is not None and rng.random() < aug.identity_pair_prob:
+            tgt_name = src_name
+            tgt, tgt_kp, tgt_parse = src, src_kp.copy(), src_parse
+        else:
+            tgt, tgt_kp, tgt_parse = self._load(tgt_name)
+        frame_w = kpt.CFLD_FRAME[1]
+        if rng is not None and rng.random() < aug.flip_prob:
+            src, tgt = (im.transpose(Image.FLIP_LEFT_RIGHT) for im in (src, tgt))
+            src_kp, tgt_kp = (kpt.flip_keypoints(k, frame_w, kpt.OPENPOSE_18) for k in (src_kp, tgt_kp))
+            if self.parsing:
+                src_parse, tgt_parse = (prs.flip_parsing(p, prs.LIP) for p in (src_parse, tgt_parse))
+        if rng is not None and aug.keypoint_jitter > 0:
+            tgt_kp = kpt.jitter_keypoints(tgt_kp, aug.keypoint_jitter, rng)
+
+        sample: dict = {"source_name": src_name, "target_name": tgt_name, "identity": identity_of(src_name), "pair_index": i}
+        size = self.image_size
+        for role, im, kp, parse in (("source", src, src_kp, src_parse), ("target", tgt, tgt_kp, tgt_parse)):
+            kp_px = kpt.rescale_keypoints(kp, kpt.CFLD_FRAME, size)
+            sample[role] = to_tensor(resize_image(im, size))
+            sample[f"{role}_keypoints"] = torch.from_numpy(np.asarray(kp_px, dtype=np.float32))
+            sample[f"{role}_pose"] = to_tensor(kpt.render_pose(kp_px, size, kpt.OPENPOSE_18))
+            if self.parsing:
+                sample[f"{role}_parsing"] = torch.from_numpy(prs.resize_parsing(parse, size).astype(np.int64))
+        for enc, enc_size in self.encoder_inputs.items():
+            sample[f"{enc}_source"] = to_tensor(resize_image(src, enc_size))
+            sample[f"{enc}_target"] = to_tensor(resize_image(tgt, enc_size))
+            sample[f"{enc}_target_pose"] = to_tensor(
+                kpt.render_pose(kpt.rescale_keypoints(tgt_kp, kpt.CFLD_FRAME, enc_size), enc_size, kpt.OPENPOSE_18))
+        return sample
+
+
+class DeepFashionImages(Dataset):
+    """The distinct images of a split (a retrieval gallery), one sample per image."""
+
+    def __init__(self, index: DeepFashionIndex, names: Sequence[str], *, image_size: Size = (256, 176),
+                 encoder_inputs: Mapping[str, Size] | None = None):
+        self.index, self.names = index, list(names)
+        self.image_size = tuple(image_size)
+        self.encoder_inputs = {k: tuple(v) for k, v in (encoder_inputs or {}).items()}
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, i: int) -> dict:
+        name = self.names[i]
+        image = load_rgb(self.index.image_path(name), name)
+        sample = {"name": name, "identity": identity_of(name), "image_index": i,
+                  "image": to_tensor(resize_image(image, self.image_size))}
+        for enc, enc_size in self.encoder_inputs.items():
+            sample[f"{enc}_image"] = to_tensor(resize_image(image, enc_size))
+        return sample
+
+
+class UnpaddedDistributedSampler(DistributedSampler):
+    """Shards indices over ranks *without* padding, so every evaluation item is seen exactly once.
+
+    (The stock sampler pads with duplicates to equalise shards, which biases test
+    metrics.) Subclassing DistributedSampler stops Lightning from wrapping it again.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int | None = None, rank: int | None = None):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, len(self.dataset), self.num_replicas))
+
+
+def split_validation_identities(pairs: Sequence[tuple[str, str]], n_identities: int, seed: int) -> tuple[list, list]:
+    """Hold out `n_identities` whole training identities (seeded) as the validation split."""
+    identities = sorted({identity_of(s) for s, _ in pairs})
+    if n_identities <= 0:
+        return list(pairs), []
+    if n_identities >= len(identities):
+        raise ValueError(f"val_identities={n_identities} would leave no training identities (the train split has {len(identities)}); lower it")
+    held = set(np.random.default_rng(seed).choice(identities, size=n_identities, replace=False).tolist())
+    train = [p for p in pairs if identity_of(p[0]) not in held]
+    val = [p for p in pairs if identity_of(p[0]) in held]
+    return train, val
+
+
+class DeepFashionDataModule(LightningDataModule):
+    """DeepFashion In-shop pairs, CFLD or PCDMs layout (auto-detected), for every pgpis stage.
+
+    Args:
+        root: dataset folder (either layout). The embedded default is the synthetic set `make data` writes.
+        image_size: (h, w) of images, poses and parsing maps; papers use (512, 352) and (256, 176).
+        encoder_inputs: extra encoder views, e.g. ``{"clip": (224, 224), "dino": (512, 512)}`` giving
+            ``clip_source``, ``clip_target``, ``clip_target_pose``... resized from the original image.
+        parsing: also load LIP parsing maps (``<root>/parsing/<stem>.png``).
+        val_identities: training identities held out for validation (never the test split).
+        max_eval_pairs: cap validation/test pairs (a seeded subset) for quick runs; None = all.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/synthetic/deepfashion",
+        image_size: tuple[int, int] = (256, 176),
+        encoder_inputs: dict[str, tuple[int, int]] | None = None,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        parsing: bool = False,
+        val_identities: int = 8,
+        flip_prob: float = 0.5,
+        keypoint_jitter: float = 0.0,
+        identity_pair_prob: float = 0.0,
+        max_eval_pairs: int | None = None,
+        check_images: ImageCheck = "header",
+        persistent_workers: bool = True,
+        pin_memory: bool = False,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.index: DeepFashionIndex | None = None
+        self.splits: dict[str, list[tuple[str, str]]] = {}
+
+    # ------------------------------------------------------------------ set-up
+    def setup(self, stage: str | None = None) -> None:
+        if self.index is not None:
+            return
+        hp = self.hparams
+        self.index = read_deepfashion_index(hp.root, parsing=hp.parsing, check_images=hp.check_images)
+        train, val = split_validation_identities(self.index.pairs.get("train", []), hp.val_identities, hp.seed)
+        test = list(self.index.pairs.get("test", []))
+        if hp.max_eval_pairs is not None:
+            val, test = (self._subset(p, hp.max_eval_pairs) for p in (val, test))
+        self.splits = {"train": train, "val": val, "test": test}
+
+    def _subset(self, pairs: list, n: int) -> list:
+        if len(pairs) <= n:
+            return pairs
+        keep = np.sort(np.random.default_rng(self.hparams.seed).choice(len(pairs), size=n, replace=False))
+        return [pairs[i] for i in keep]
+
+    def pairs(self, split: str) -> list[tuple[str, str]]:
+        """The (source, target) names of "train" | "val" | "test" (after set-up)."""
+        self.setup()
+        return self.splits[split]
+
+    def dataset(self, split: str) -> DeepFashionDataset:
+        self.setup()
+        hp = self.hparams
+        aug = Augmentation(hp.flip_prob, hp.keypoint_jitter, hp.identity_pair_prob) if split == "train" else Augmentation()
+        return DeepFashionDataset(self.index, self.splits[split], image_size=tuple(hp.image_size),
+                                  encoder_inputs=hp.encoder_inputs, parsing=hp.parsing, augmentation=aug)
+
+    def gallery(self, split: str) -> DeepFashionImages:
+        """All distinct images of a split's pairs (sources and targets), for whole-gallery retrieval."""
+        self.setup()
+        names = sorted({n for pair in self.splits[split] for n in pair})
+        return DeepFashionImages(self.index, names, image_size=tuple(self.hparams.image_size),
+                                 encoder_inputs=self.hparams.encoder_inputs)
+
+    # ------------------------------------------------------------------ loaders
+    def _loader(self, dataset: Dataset, *, train: bool) -> DataLoader:
+        hp = self.hparams
+        workers = hp.num_workers
+        sampler = None
+        if not train and torch.distributed.is_available() and torch.distributed.is_initialized():
+            sampler = UnpaddedDistributedSampler(dataset)
+        return DataLoader(
+            dataset,
+            batch_size=hp.batch_size if train else (hp.eval_batch_size or hp.batch_size),
+            shuffle=train,
+            sampler=sampler,
+            drop_last=train and len(dataset) >= hp.batch_size,
+            num_workers=workers,
+            persistent_workers=hp.persistent_workers and workers > 0,
+            pin_memory=hp.pin_memory,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset("train"), train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset("val"), train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset("test"), train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset("test"), train=False)
+
+    def gallery_dataloader(self, split: str) -> DataLoader:
+        return self._loader(self.gallery(split), train=False)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, math.floor(len(self.pairs("train")) / self.hparams.batch_size))
