@@ -1,0 +1,32 @@
+"""Shared test set-up: offline hub, and small synthetic DeepFashion copies in both layouts."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # without it every hub call retries for ~20 s before failing
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+SYNTHETIC_FIXTURE_ARGS = dict(seed=0, identities=12, poses=4, workers=1)
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Small synthetic DeepFashion (12 identities x 4 poses, seed 0) in the CFLD layout, with parsing maps."""
+    from pgpis.data.synthetic import write_synthetic_deepfashion
+
+    root = tmp_path_factory.mktemp("synthetic_cfld")
+    write_synthetic_deepfashion(root, layout="cfld", **SYNTHETIC_FIXTURE_ARGS)
+    return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_root_pcdms(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same data as `synthetic_root`, written in the PCDMs layout."""
+    from pgpis.data.synthetic import write_synthetic_deepfashion
+
+    root = tmp_path_factory.mktemp("synthetic_pcdms")
+    write_synthetic_deepfashion(root, layout="pcdms", **SYNTHETIC_FIXTURE_ARGS)
+    return root
