@@ -1,0 +1,31 @@
+"""Image metrics under named protocols, and `pgpis evaluate`.
+
+The main entry points are re-exported lazily so that importing one submodule
+(e.g. ``pgpis.metrics.ssim``) does not pay for lpips / clean-fid:
+
+- :func:`evaluate_folder`, :func:`evaluate_deepfashion`, :class:`EvaluationResult` (``evaluate``)
+- :func:`copy_source`, :func:`match_generated` (``pairs``)
+- :class:`Protocol`, :data:`PROTOCOLS`, :func:`get_protocol`, :func:`register_protocol` (``protocols``)
+- :func:`ssim_window`, :func:`ssim_gaussian` (``ssim``), :func:`build_lpips` (``lpips_net``)
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "evaluate_folder": "evaluate", "evaluate_deepfashion": "evaluate", "evaluate_pairs": "evaluate",
+    "EvaluationResult": "evaluate", "WeightPaths": "evaluate", "real_statistics": "evaluate",
+    "copy_source": "pairs", "match_generated": "pairs", "generated_name": "pairs",
+    "Protocol": "protocols", "PROTOCOLS": "protocols", "get_protocol": "protocols", "register_protocol": "protocols",
+    "ssim_window": "ssim", "ssim_gaussian": "ssim", "build_lpips": "lpips_net",
+    "CleanFidExtractor": "fid", "TorchvisionInceptionExtractor": "fid", "frechet_distance": "fid",
+    "IndexedValues": "states",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

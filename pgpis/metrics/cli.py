@@ -1,0 +1,74 @@
+"""`pgpis evaluate`: score a folder of generated images under a named protocol.
+
+    pgpis evaluate --dataset deepfashion --root DATA_ROOT --split test \\
+        --generated DIR --protocol deepfashion-256x176 --out metrics.json
+
+Writes metrics.json (metrics that cannot be computed are null with the reason
+in "unavailable") and prints the papers' markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from pgpis.errors import DataFormatError
+from pgpis.metrics.protocols import PROTOCOLS
+
+DATASETS = ("deepfashion",)
+DEFAULT_CACHE = Path(os.environ.get("PGPIS_FID_CACHE", Path.home() / ".cache" / "pgpis" / "fid-stats"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pgpis evaluate", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Weights (offline): --alexnet-weights / $PGPIS_ALEXNET_WEIGHTS, "
+                                       "--inception-weights / $PGPIS_INCEPTION_WEIGHTS (clean-fid) or "
+                                       "$PGPIS_TORCHVISION_INCEPTION_WEIGHTS (legacy protocols).")
+    p.add_argument("--dataset", choices=DATASETS, default="deepfashion")
+    p.add_argument("--root", required=True, help="dataset root (CFLD or PCDMs layout)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--generated", required=True, help="folder of <source stem>_to_<target stem>.png")
+    p.add_argument("--protocol", default="deepfashion-256x176", help=f"one of: {', '.join(sorted(PROTOCOLS))}")
+    p.add_argument("--out", default="metrics.json")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--fid-real-cache", default=str(DEFAULT_CACHE),
+                   help="folder for cached real-set FID statistics ('' disables caching; default %(default)s)")
+    p.add_argument("--allow-missing", action="store_true", help="score the pairs present instead of failing")
+    p.add_argument("--alexnet-weights", default=None, help="alexnet-owt-7be5be79.pth for LPIPS")
+    p.add_argument("--inception-weights", default=None, help="the protocol's FID Inception weight file")
+    p.add_argument("--name", default=None, help="method name in the printed table (default: the folder name)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    from pgpis.metrics.evaluate import WeightPaths, evaluate_deepfashion
+
+    def log(msg: str) -> None:
+        print(f"[pgpis evaluate] {msg}", file=sys.stderr)
+
+    try:
+        result = evaluate_deepfashion(
+            args.root, args.split, args.generated, args.protocol,
+            allow_missing=args.allow_missing, batch_size=args.batch_size, device=args.device,
+            weights=WeightPaths(alexnet=args.alexnet_weights, inception=args.inception_weights),
+            fid_cache_dir=args.fid_real_cache or None, log=log,
+        )
+    except DataFormatError as err:
+        print(f"pgpis evaluate: {err}", file=sys.stderr)
+        return 2
+    if result.missing:
+        log(f"{len(result.missing)} of {result.n_expected} generated images missing (scored {result.n_pairs}): "
+            + ", ".join(result.missing[:10]) + (" ..." if len(result.missing) > 10 else ""))
+    out = result.write_json(args.out)
+    print(result.markdown_table(args.name or Path(args.generated).resolve().name))
+    log(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Named evaluation protocols, so every reported number says how it was computed.
+
+Papers in the field differ in report size, SSIM variant and which Inception
+network / real set FID uses; a protocol pins all of that under one name that
+is written into ``metrics.json``. Other datasets register their own presets
+with :func:`register_protocol` (e.g. ``phoenix-260x210``).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from pgpis.errors import DataFormatError, Problem
+
+FidExtractorName = Literal["clean", "torchvision"]
+
+# metric name -> which real image set it compares the generated images against
+FID_REAL_SETS: dict[str, str] = {
+    "fid": "train",  # all images of the training split (the field's FID)
+    "fid_test": "test_targets",  # the evaluated split's target images (FPDM's FID_test)
+}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How generated and ground-truth images are compared.
+
+    Generated and ground-truth images are both resized to `size` (h, w) with
+    PIL bicubic and compared in [0, 1] (see :mod:`pgpis.metrics.ssim` for the
+    two SSIM variants).
+    """
+
+    name: str
+    size: tuple[int, int]  # (h, w) report size
+    description: str
+    ssim_win_size: int = 51
+    ssim_gaussian_sigma: float = 1.5
+    ssim_gaussian_data_range: float | None = None  # None: generated max - min, as the reference scripts
+    psnr_data_range: float = 1.0
+    lpips_net: str = "alex"
+    fid_extractor: FidExtractorName = "clean"
+    fid_real_sets: tuple[str, ...] = ("fid", "fid_test")
+    resize: str = "PIL bicubic"
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["size"] = list(self.size)
+        d["fid_real_sets"] = {m: FID_REAL_SETS[m] for m in self.fid_real_sets}
+        return d
+
+
+PROTOCOLS: dict[str, Protocol] = {}
+
+
+def register_protocol(protocol: Protocol, *, replace: bool = False) -> Protocol:
+    """Add a preset; refuses to silently redefine an existing name."""
+    if protocol.name in PROTOCOLS and not replace and PROTOCOLS[protocol.name] != protocol:
+        raise ValueError(f"protocol '{protocol.name}' is already registered with different settings")
+    unknown = [m for m in protocol.fid_real_sets if m not in FID_REAL_SETS]
+    if unknown:
+        raise ValueError(f"protocol '{protocol.name}': unknown FID real sets {unknown}; known: {sorted(FID_REAL_SETS)}")
+    PROTOCOLS[protocol.name] = protocol
+    return protocol
+
+
+def get_protocol(name: str | Protocol) -> Protocol:
+    """Look a preset up by name; the error lists the known ones."""
+    if isinstance(name, Protocol):
+        return name
+    if name not in PROTOCOLS:
+        raise DataFormatError(Problem("--protocol", f"unknown evaluation protocol '{name}'",
+                                      f"use one of: {', '.join(sorted(PROTOCOLS))}"))
+    return PROTOCOLS[name]
+
+
+_DF = "DeepFashion In-shop pose transfer"
+register_protocol(Protocol(
+    "deepfashion-256x176", (256, 176),
+    f"{_DF} at 256x176 (h x w); FID with clean-fid's TF-Inception (the standard).",
+))
+register_protocol(Protocol(
+    "deepfashion-512x352", (512, 352),
+    f"{_DF} at 512x352 (h x w); FID with clean-fid's TF-Inception (the standard).",
+))
+register_protocol(Protocol(
+    "deepfashion-256x176-legacy", (256, 176),
+    f"{_DF} at 256x176; FID with torchvision's Inception-v3 as in the PIDM/CFLD/FPDM evaluation code "
+    "(bilinear to 299, torchvision transform_input applied to [0,1] inputs, 2048-d pool features).",
+    fid_extractor="torchvision",
+))
+register_protocol(Protocol(
+    "deepfashion-512x352-legacy", (512, 352),
+    f"{_DF} at 512x352; FID with torchvision's Inception-v3 as in the PIDM/CFLD/FPDM evaluation code.",
+    fid_extractor="torchvision",
+))
