@@ -253,15 +253,16 @@ def _read_pcdms(index: DeepFashionIndex, split: str, problems: list[Problem]) ->
                 problems.append(Problem(str(pairs_path), str(err), "use paths of the form ./img/<MEN|WOMEN>/<category>/id_XXXXXXXX/NN_k_view.jpg", item=item))
                 continue
             names.append(name)
-            if name not in index.keypoints:
+            if name not in index.image_paths:
                 relclean = rel[2:] if str(rel).startswith("./") else str(rel)
                 index.image_paths[name] = root / relclean
                 index.image_split[name] = split
                 pose_path = root / "pose" / Path(relclean).relative_to("img").with_suffix(".txt")
+                if not pose_path.exists():
+                    problems.append(Problem(str(pose_path), "keypoint file missing", "extract OpenPose-18 keypoints for this image (18 rows 'x y', 256x256 frame)", item=name))
+                    continue
                 try:
                     index.keypoints[name] = kpt.pcdms_to_cfld_frame(kpt.read_pcdms_keypoints(pose_path))
-                except FileNotFoundError:
-                    problems.append(Problem(str(pose_path), "keypoint file missing", "extract OpenPose-18 keypoints for this image (18 rows 'x y', 256x256 frame)", item=name))
                 except DataFormatError as err:
                     problems.extend(err.problems)
         if len(names) == 2:
