@@ -18,7 +18,7 @@ _EXPORTS = {
     "EvaluationResult": "evaluate", "WeightPaths": "evaluate", "real_statistics": "evaluate",
     "copy_source": "pairs", "match_generated": "pairs", "generated_name": "pairs",
     "Protocol": "protocols", "PROTOCOLS": "protocols", "get_protocol": "protocols", "register_protocol": "protocols",
-    "ssim_window": "ssim", "ssim_gaussian": "ssim", "build_lpips": "lpips_net",
+    "ssim_window": "ssim", "ssim_gaussian": "ssim", "psnr": "psnr", "build_lpips": "lpips_net",
     "CleanFidExtractor": "fid", "TorchvisionInceptionExtractor": "fid", "frechet_distance": "fid",
     "IndexedValues": "states",
 }

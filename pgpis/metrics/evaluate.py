@@ -18,7 +18,6 @@ from typing import Callable, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from pgpis.errors import DataFormatError, MissingWeightsError, Problem
 from pgpis.metrics.fid import (FeatureExtractor, GaussianStats, build_extractor, cache_file, frechet_distance,
@@ -26,6 +25,7 @@ from pgpis.metrics.fid import (FeatureExtractor, GaussianStats, build_extractor,
 from pgpis.metrics.images import load_resized, stack01
 from pgpis.metrics.lpips_net import build_lpips, lpips_distance
 from pgpis.metrics.pairs import EvalPair, match_generated, missing_error
+from pgpis.metrics.psnr import psnr
 from pgpis.metrics.protocols import FID_REAL_SETS, Protocol, get_protocol
 from pgpis.metrics.ssim import ssim_gaussian, ssim_window
 from pgpis.metrics.states import IndexedValues, broadcast_from_rank0, my_batches, rank_and_world
@@ -116,7 +116,7 @@ def _score_pairs(pairs: Sequence[EvalPair], protocol: Protocol, batch_size: int,
         vals = {
             "ssim": ssim_window(g01, t01, protocol.ssim_win_size),
             "ssim_gaussian": ssim_gaussian(g01, t01, protocol.ssim_gaussian_sigma, protocol.ssim_gaussian_data_range),
-            "psnr": peak_signal_noise_ratio(g01, t01, data_range=protocol.psnr_data_range, reduction="none", dim=(1, 2, 3)),
+            "psnr": psnr(g01, t01, protocol.psnr_data_range),
         }
         if lpips_net is not None:
             vals["lpips"] = lpips_distance(lpips_net, g01.float(), t01.float())
