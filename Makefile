@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
 DATA_ROOT ?= data/synthetic/deepfashion
-SYNTH_ARGS ?= --identities 240 --poses 4 --seed 0
+SYNTH_ARGS ?= --identities 300 --poses 4 --seed 0
 CONFIG   ?=
 ARGS     ?=
 
