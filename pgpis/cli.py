@@ -20,6 +20,7 @@ TOOLS: dict[str, str] = {
     "export": "pgpis.inference.cli:export_main",
     "generate": "pgpis.inference.cli:generate_main",
     "animate": "pgpis.inference.cli:animate_main",
+    "report": "pgpis.report:main",
 }
 
 
