@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import colorsys
 import multiprocessing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Literal, Sequence
 
@@ -330,8 +330,8 @@ def render_person(
     ``keypoints`` is the *full* skeleton in the 256x176 frame (``Pose.points``:
     every point set, hidden ones included), ``behind`` the wrists drawn behind
     the torso. ``size`` is (h, w); the skeleton is scaled to it. ``rng`` adds a
-    slight per-photo exposure change (None: none), so images of one identity
-    are not pixel-identical in their colours.
+    slight per-photo exposure change (+-4 %; None: none), so images of one
+    identity are not pixel-identical in their colours.
     """
     kp = np.asarray(keypoints, dtype=np.float64)
     if kp.shape != (18, 2) or (kp == MISSING).all(axis=1).any():
@@ -341,7 +341,7 @@ def render_person(
         raise ValueError(f"view must be 'front' or 'back', got '{view}'")
     h, w = size
     p = kp * np.array([w / CFLD_FRAME[1], h / CFLD_FRAME[0]])
-    a = identity
+    a = identity if rng is None else _exposed(identity, float(rng.uniform(0.96, 1.04)))
     sign = _side_of(view)
     mid_hip = (p[R_HIP] + p[L_HIP]) / 2
     T = float(np.hypot(*(mid_hip - p[NECK])))  # body unit: torso length in output pixels
@@ -462,20 +462,24 @@ def render_person(
         arm(s, front=True)
     head()
 
-    image = np.array(cv.image)
     labels = np.array(cv.labels)
-    _apply_pattern(image, labels, a, p, T, view)
-    if rng is not None:
-        person = labels != BG
-        gain = rng.uniform(0.96, 1.04)
-        image[person] = np.clip(image[person].astype(np.float32) * gain, 0, 255).astype(np.uint8)
+    if a.pattern == "plain" or (a.pattern == "mark" and view == "back"):
+        return cv.image, labels
+    image = np.array(cv.image)
+    _apply_pattern(image, labels, a, p, T)
     return Image.fromarray(image), labels
 
 
-def _apply_pattern(image: np.ndarray, labels: np.ndarray, a: Appearance, p: np.ndarray, T: float, view: View) -> None:
-    """Paint the garment pattern on the Upper-clothes pixels, anchored to the body so it moves with it."""
-    if a.pattern == "plain" or (a.pattern == "mark" and view == "back"):
-        return
+def _exposed(a: Appearance, gain: float) -> Appearance:
+    """The same person under a slightly different exposure (every colour scaled by `gain`)."""
+    def g(c: RGB) -> RGB:
+        return tuple(min(255, int(round(v * gain))) for v in c)  # type: ignore[return-value]
+    return replace(a, skin=g(a.skin), hair=g(a.hair), upper=g(a.upper), pattern_colour=g(a.pattern_colour),
+                   lower_colour=g(a.lower_colour), shoes=g(a.shoes))
+
+
+def _apply_pattern(image: np.ndarray, labels: np.ndarray, a: Appearance, p: np.ndarray, T: float) -> None:
+    """Paint the garment pattern (stripes, checks, chest mark) on the Upper-clothes pixels, anchored to the body."""
     garment = labels == UPPER
     if a.pattern == "mark":
         chest = p[NECK] + ((p[R_HIP] + p[L_HIP]) / 2 - p[NECK]) * 0.38
