@@ -32,7 +32,6 @@ from pgpis.data.parsing import LIP
 
 View = Literal["front", "back"]
 RGB = tuple[int, int, int]
-Point = np.ndarray  # float [2] (x, y)
 
 BACKGROUND_RGB: RGB = (236, 234, 229)
 """The one plain, light background colour of every synthetic image (studio-like, as DeepFashion)."""
@@ -178,6 +177,11 @@ def _limb_dir(side_sign: float, deg_out: float) -> np.ndarray:
     return np.array([side_sign * np.sin(a), np.cos(a)])
 
 
+def _side_of(view: View) -> dict[str, float]:
+    """Image-x sign of the person's right/left: in a front view the person's right is on the image left."""
+    return {"R": -1.0, "L": 1.0} if view == "front" else {"R": 1.0, "L": -1.0}
+
+
 # arm modes: (probability, upper-arm angle range, elbow bend range), angles in degrees, bend < 0 folds inwards
 _ARM_MODES = (
     (0.50, (4, 24), (-25, 8)),  # hanging
@@ -208,16 +212,14 @@ def sample_pose(rng: np.random.Generator, view: View = "front") -> Pose:
     turn = rng.uniform(0.82, 1.0)  # slight body rotation narrows shoulders and hips
     lean = rng.uniform(-5, 5)
     mid_hip = np.array([cx, top + 0.9 * T + T])
-    # image-x sign of the person's right/left side: in a front view the person's right is on the image left
-    sign = {"R": -1.0, "L": 1.0} if view == "front" else {"R": 1.0, "L": -1.0}
+    sign = _side_of(view)
     p = np.zeros((18, 2))
     neck = mid_hip + _rot(np.array([0.0, -T]), lean)
     p[NECK] = neck
     for s in ("R", "L"):
-        sho, elb, wri, hip, kne, ank = JOINTS[s]
-        d = sign[s]
-        p[sho] = neck + _rot(np.array([d * 0.40 * T * turn, 0.07 * T]), lean)
-        p[hip] = mid_hip + np.array([d * 0.22 * T * turn, 0.0])
+        sho, hip = JOINTS[s][0], JOINTS[s][3]
+        p[sho] = neck + _rot(np.array([sign[s] * 0.40 * T * turn, 0.07 * T]), lean)
+        p[hip] = mid_hip + np.array([sign[s] * 0.22 * T * turn, 0.0])
     behind: list[int] = []
     probs = np.array([m[0] for m in _ARM_MODES])
     for s in ("R", "L"):
@@ -310,10 +312,6 @@ def _mark_polygon(shape: str, c: np.ndarray, r: float) -> np.ndarray | list[np.n
     ang = np.deg2rad(np.arange(10) * 36 - 90)  # star
     rad = np.where(np.arange(10) % 2 == 0, 1.25, 0.5) * r
     return [c + np.array([np.cos(a), np.sin(a)]) * q for a, q in zip(ang, rad)]
-
-
-def _side_of(view: View) -> dict[str, float]:
-    return {"R": -1.0, "L": 1.0} if view == "front" else {"R": 1.0, "L": -1.0}
 
 
 def render_person(
