@@ -11,6 +11,7 @@ from pgpis.data import synthetic as S
 from pgpis.data.keypoints import MISSING
 from pgpis.data.layouts import SYNTHETIC_MARKER, identity_of, read_deepfashion_index
 from pgpis.data.parsing import LIP, read_parsing
+from pgpis.errors import DataFormatError
 
 SMALL = dict(identities=6, poses=3)
 
@@ -197,6 +198,16 @@ def test_layouts_hold_the_same_keypoints(synthetic_root, synthetic_root_pcdms):
 def test_bad_arguments_are_named(tmp_path, kwargs, word):
     with pytest.raises(ValueError, match=word):
         S.write_synthetic_deepfashion(tmp_path, **kwargs)
+
+
+def test_refuses_a_folder_with_other_data_and_replaces_its_own(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "fasion-resize-pairs-train.csv").write_text("from,to\n")
+    with pytest.raises(DataFormatError, match="not empty"):
+        S.write_synthetic_deepfashion(tmp_path / "real", identities=2, poses=2, workers=1)
+    S.write_synthetic_deepfashion(tmp_path / "own", identities=4, poses=2, workers=1)
+    S.write_synthetic_deepfashion(tmp_path / "own", identities=2, poses=2, workers=1)
+    assert len(list((tmp_path / "own").rglob("*.jpg"))) == 4  # no stale images from the larger first run
 
 
 def test_render_person_needs_the_full_skeleton():

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import colorsys
 import multiprocessing
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Literal, Sequence
@@ -27,8 +28,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from pgpis.data.keypoints import CFLD_FRAME, MISSING
-from pgpis.data.layouts import DeepFashionWriter, deepfashion_name
+from pgpis.data.layouts import PARSING_DIR, SYNTHETIC_MARKER, DeepFashionWriter, deepfashion_name
 from pgpis.data.parsing import LIP
+from pgpis.errors import DataFormatError, Problem
 
 View = Literal["front", "back"]
 RGB = tuple[int, int, int]
@@ -531,6 +533,22 @@ def _pool_map(jobs: list[_Job], workers: int) -> Iterator[list[tuple[str, Image.
         yield from pool.imap(_identity_images, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers))))
 
 
+_WRITTEN = ("train_highres", "test_highres", "img", "pose", PARSING_DIR)  # folders a previous synthetic run wrote
+
+
+def _prepare_out(out: Path) -> Path:
+    """Refuse to write into a folder holding other data; clear a previous synthetic dataset (no stale images)."""
+    if out.exists() and not out.is_dir():
+        raise DataFormatError(Problem(str(out), "the output path exists and is not a folder", "pass a folder path to --out"))
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / SYNTHETIC_MARKER).exists():
+            raise DataFormatError(Problem(str(out), f"the folder is not empty and has no {SYNTHETIC_MARKER} marker, so it may hold "
+                                          "real data that synthetic files would mix with", "pass an empty or new folder to --out"))
+        for name in _WRITTEN:
+            shutil.rmtree(out / name, ignore_errors=True)
+    return out
+
+
 def write_synthetic_deepfashion(
     out: str | Path,
     *,
@@ -547,7 +565,8 @@ def write_synthetic_deepfashion(
 
     Identities are split into disjoint train/test sets; pairs are all ordered
     (source, target) pairs of different images of one identity. The output is
-    byte-identical for the same arguments whatever `workers` is.
+    byte-identical for the same arguments whatever `workers` is. `out` must be
+    new, empty or a previous synthetic dataset (which is replaced).
     """
     if identities < 2:
         raise ValueError(f"identities must be at least 2 (one train and one test identity), got {identities}")
@@ -557,10 +576,11 @@ def write_synthetic_deepfashion(
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     if len(size) != 2 or min(size) < 16:
         raise ValueError(f"size is (h, w) with both at least 16 pixels, got {size}")
+    out = _prepare_out(Path(out))
     n_test = min(identities - 1, max(1, round(identities * test_fraction)))
     order = np.random.default_rng([seed, 0]).permutation(identities)
     test_ids = set(order[:n_test].tolist())
-    writer = DeepFashionWriter(Path(out), layout=layout, parsing=parsing)
+    writer = DeepFashionWriter(out, layout=layout, parsing=parsing)
     jobs = [_Job(seed, i, poses, (int(size[0]), int(size[1]))) for i in range(identities)]
     counts = {"train": [0, 0, 0], "test": [0, 0, 0]}  # identities, images, pairs
     views = {"front": 0, "back": 0}
