@@ -30,3 +30,15 @@ def synthetic_root_pcdms(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synthetic_pcdms")
     write_synthetic_deepfashion(root, layout="pcdms", **SYNTHETIC_FIXTURE_ARGS)
     return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_phoenix_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Small synthetic Phoenix14T (2 signers; 4 train, 1 dev, 2 test videos of 6-9 frames, seed 0), keypoints in
+    all three containers: keypoints/phoenix-2014t.keypoints.{pkl,npz} and per-split tensor pickles phoenix-2014t.<split>."""
+    from pgpis.data.synthetic_phoenix import write_synthetic_phoenix
+
+    root = tmp_path_factory.mktemp("synthetic_phoenix")
+    write_synthetic_phoenix(root, seed=0, signers=2, videos={"train": 4, "dev": 1, "test": 2}, frames=(6, 9),
+                            keypoint_formats=("pickle", "tensor-pickle", "npz"))
+    return root

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from pgpis.data import phoenix_cli
 from pgpis.errors import DataFormatError
 
-DATASETS = ("deepfashion",)
+DATASETS = ("deepfashion", "phoenix")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,12 +34,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--layout", choices=("cfld", "pcdms"), default="cfld")
     s.add_argument("--size", default="256x176", help="image size HxW (keypoints are always in the 256x176 frame)")
     s.add_argument("--workers", type=int, default=2)
+    phoenix_cli.add_synth_arguments(s)
 
     c = sub.add_parser("check", help="validate a dataset copy; exit 1 listing every problem")
     c.add_argument("--dataset", choices=DATASETS, default="deepfashion")
     c.add_argument("--root", required=True, type=Path)
     c.add_argument("--parsing", action="store_true", help="require a parsing map for every image")
     c.add_argument("--quick", action="store_true", help="open image headers only instead of decoding every image")
+    phoenix_cli.add_check_arguments(c)
 
     v = sub.add_parser("preview", help="grid PNG: source | target pose | source parsing | target")
     v.add_argument("--dataset", choices=DATASETS, default="deepfashion")
@@ -47,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--split", default="test", choices=("train", "test"))
     v.add_argument("--rows", type=int, default=6)
     v.add_argument("--size", default="256x176", help="cell size HxW")
+    phoenix_cli.add_convert_parser(sub)
     return p
 
 
@@ -60,6 +64,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "dataset", None) == "phoenix" or args.tool == "convert-keypoints":
+        return phoenix_cli.main(args)
     return {"synth": synth, "check": check, "preview": preview}[args.tool](args)
 
 
@@ -67,8 +73,12 @@ def synth(args: argparse.Namespace) -> int:
     from pgpis.data.synthetic import write_synthetic_deepfashion
 
     t0 = time.perf_counter()
-    summary = write_synthetic_deepfashion(args.out, seed=args.seed, identities=args.identities, poses=args.poses,
-                                          layout=args.layout, size=parse_size(args.size), workers=args.workers)
+    try:
+        summary = write_synthetic_deepfashion(args.out, seed=args.seed, identities=args.identities, poses=args.poses,
+                                              layout=args.layout, size=parse_size(args.size), workers=args.workers)
+    except (DataFormatError, ValueError) as err:  # a non-empty foreign --out folder, or bad counts/sizes
+        print(f"pgpis data synth: {err}", file=sys.stderr)
+        return 2
     dt = time.perf_counter() - t0
     print(f"wrote synthetic DeepFashion ({args.layout} layout) to {args.out} in {dt:.1f} s: "
           + ", ".join(f"{k}={v}" for k, v in summary.items() if isinstance(v, (int, float, str))))
