@@ -1,0 +1,317 @@
+"""FPDM's denoiser: an SD UNet conditioned on pose, DINOv2 source tokens and the IPF fusion embedding.
+
+Three condition groups (DESIGN.md section 4), each switched per sample by the
+core's keep-mask (training dropout and guidance branches use the same path):
+
+* ``pose``: the target pose image through a ControlNet-style
+  :class:`~pgpis.models.pose_encoder.PoseEncoder`, **added to the output of the
+  UNet's conv_in**. The addition is a forward hook on ``unet.conv_in`` that is
+  armed only while :meth:`FPDMDenoiser.forward` runs (a context manager); the
+  UNet's own forward and its state-dict keys stay untouched, so the UNet
+  still saves/loads with diffusers' ``save_pretrained`` / ``from_pretrained``.
+  Dropped rows: the residual is zero (the plain UNet input path).
+* ``source``: the frozen DINOv2 encoder's tokens of the source image (CLS +
+  patches; 512x512 input in the paper) -> Linear-GELU-LayerNorm-Linear -> the
+  cross-attention ``encoder_hidden_states`` (there is no text encoder).
+  Dropped rows: every token is replaced by one learned null token
+  (initialised at zero), the "empty prompt" of this model.
+* ``fusion``: a 768-d global embedding from a frozen model -> MLP
+  (768 -> 768 -> 1280, SiLU) -> **added to the timestep embedding**, through
+  diffusers' ``class_embed_type="identity"`` + ``class_labels`` (the MLP is
+  ours, so its widths are the paper's and a pretrained UNet gains no weights).
+  Dropped rows: the added embedding is zero. Sources of the embedding — the
+  paper's ablation rows:
+
+  - ``fusion="ipf"`` + ``fusion_model=<export folder>``: the stage-1 IPF model
+    (``pgpis.models.fusion.load_fusion_model``) on (source, target pose), B5 with
+    the baseline-loss export, B6 (the paper's model) with the source-enhanced one;
+  - ``fusion="clip"`` (B4): the plain CLIP image embedding of the source;
+  - ``fusion="none"`` (B3): no fusion embedding; the denoiser then has only the
+    groups ("pose", "source"), so use plain CFG for it.
+
+Frozen encoders (DINOv2, IPF, CLIP) run under ``no_grad`` and stay in eval mode
+whatever ``train()`` is called with (no dropout in the conditioning, a pitfall of
+the reference code). The last layers of the pose encoder and of the fusion MLP
+are zero-initialised, so at initialisation the denoiser equals the plain UNet
+fed the projected source tokens: a pretrained UNet starts undisturbed.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Iterator, Literal, Mapping, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from pgpis.diffusion.denoiser import ConditionalDenoiser, Conditions, KeepMask
+from pgpis.models.pose_encoder import PoseEncoder
+from pgpis.models.unets import build_unet, first_block_width, time_embedding_width
+
+FusionKind = Literal["ipf", "clip", "none"]
+
+#: batch keys each fusion kind reads by default (the DataModule's ``encoder_inputs={"clip": ...}`` views)
+DEFAULT_FUSION_KEYS: dict[str, tuple[str, ...]] = {
+    "ipf": ("clip_source", "clip_target_pose"),
+    "clip": ("clip_source",),
+    "none": (),
+}
+
+
+class FrozenDinoV2Tokens(nn.Module):
+    """Source image [-1, 1] -> DINOv2 last-layer tokens [B, 1 + patches, hidden] (frozen, eval, no grad).
+
+    `preset` / `name_or_path` as in :func:`pgpis.models.encoders.build_dinov2`;
+    `size` is the encoder input (h, w) (paper: 512x512 -> 1297 tokens).
+    """
+
+    def __init__(self, preset: str | None = "tiny", name_or_path: str | None = None,
+                 size: Sequence[int] = (64, 64)):
+        super().__init__()
+        from pgpis.models.encoders import build_dinov2, dinov2_preprocess
+
+        self.model = build_dinov2(preset=preset, name_or_path=name_or_path).requires_grad_(False).eval()
+        patch = int(self.model.config.patch_size)
+        self.size = (int(size[0]), int(size[1]))
+        if self.size[0] % patch or self.size[1] % patch:
+            raise ValueError(f"DINOv2 input size {self.size} (h x w) must be divisible by its patch size {patch}; "
+                             f"the paper uses 512x512 with patch 14 -> choose a multiple of {patch}")
+        self.preprocess = dinov2_preprocess(self.size)
+        self.hidden_size = int(self.model.config.hidden_size)
+
+    def train(self, mode: bool = True) -> "FrozenDinoV2Tokens":
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model(pixel_values=self.preprocess(images)).last_hidden_state
+
+
+class SourceProjection(nn.Module):
+    """Encoder tokens -> cross-attention tokens: Linear-GELU-LayerNorm-Linear (paper's projection)."""
+
+    def __init__(self, in_dim: int, out_dim: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.LayerNorm(out_dim), nn.Linear(out_dim, out_dim))
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.net(tokens)
+
+
+class FusionAdapter(nn.Module):
+    """Global embedding [B, in] -> timestep-embedding offset [B, out]: Linear-SiLU-Linear, last layer zero."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int | None = None):
+        super().__init__()
+        hidden = hidden_dim or in_dim
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.SiLU(), nn.Linear(hidden, out_dim))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, embedding: Tensor) -> Tensor:
+        return self.net(embedding)
+
+
+def _frozen(module: nn.Module) -> nn.Module:
+    """No gradients, eval mode; a module's own ``freeze()`` (pgpis encoders, IPF exports) also pins eval mode."""
+    freeze = getattr(module, "freeze", None)
+    module = freeze() if callable(freeze) else module
+    return module.requires_grad_(False).eval()
+
+
+def _embed_dim(module: nn.Module, explicit: int | None, what: str) -> int:
+    """An encoder's output width: explicit, else its ``embed_dim`` (pgpis encoders and IPF exports have one)."""
+    if explicit is not None:
+        return int(explicit)
+    for owner in (module, getattr(module, "encoder", None), getattr(module, "combiner", None)):
+        dim = getattr(owner, "embed_dim", None)
+        if isinstance(dim, int):
+            return dim
+    raise ValueError(f"FPDMDenoiser: cannot tell the output width of the {what} ({type(module).__name__} has no "
+                     "`embed_dim`); set model.denoiser.init_args.fusion_dim")
+
+
+def build_fusion_encoder(kind: FusionKind, fusion_model: Union[str, os.PathLike, nn.Module, None],
+                         clip_encoder: Optional[Mapping[str, Any]]) -> Optional[nn.Module]:
+    """The frozen module that gives the fusion-group embedding for ablation row `kind`."""
+    if kind == "none":
+        if fusion_model is not None:
+            raise ValueError("FPDMDenoiser: fusion='none' (B3) but fusion_model is set; drop one of them")
+        return None
+    if kind == "ipf":
+        if fusion_model is None:
+            raise ValueError("FPDMDenoiser: fusion='ipf' needs fusion_model, the stage-1 export folder "
+                             "(`make train-ipf` writes it), or fusion='none' for the B3 ablation")
+        if isinstance(fusion_model, nn.Module):
+            return _frozen(fusion_model)
+        from pgpis.models.fusion import load_fusion_model
+
+        return _frozen(load_fusion_model(fusion_model))
+    if kind == "clip":
+        if isinstance(fusion_model, nn.Module):
+            return _frozen(fusion_model)
+        from pgpis.models.encoders import build_image_encoder
+
+        spec = {**dict(clip_encoder or {"preset": "tiny"}), "trainable": False}
+        return _frozen(build_image_encoder(spec, key="model.denoiser.init_args.clip_encoder"))
+    raise ValueError(f"FPDMDenoiser: fusion must be 'ipf', 'clip' or 'none', got {kind!r}")
+
+
+class FPDMDenoiser(ConditionalDenoiser):
+    """FPDM stage 2's conditional UNet (see the module docstring for the conditioning).
+
+    Args:
+        unet: :func:`pgpis.models.unets.build_unet` kwargs (``preset`` or ``pretrained`` + overrides).
+        source_encoder: :class:`FrozenDinoV2Tokens` kwargs (``preset``/``name_or_path``, ``size``).
+        fusion: "ipf" (B5/B6), "clip" (B4) or "none" (B3).
+        fusion_model: the IPF export folder (or a module: any frozen ``forward(*inputs) -> [B, D]``).
+        clip_encoder: :class:`pgpis.models.encoders.EncoderSpec` dict for ``fusion="clip"``.
+        fusion_dim: width of the fusion embedding when the module has no ``embed_dim``.
+        fusion_hidden: hidden width of the fusion MLP (default: ``fusion_dim``, i.e. 768 -> 768 -> 1280).
+        downsample_factor: the first stage's factor (8 for SD's VAE); sets the pose encoder's stride-2 steps.
+        pose_block_out_channels: pose encoder widths (default: the paper's, cut to the factor).
+        pose_key, source_key, fusion_keys: batch keys read by :meth:`encode_conditions`.
+        gradient_checkpointing: checkpoint the UNet's blocks (memory for compute).
+    """
+
+    def __init__(
+        self,
+        unet: Optional[dict[str, Any]] = None,
+        source_encoder: Optional[dict[str, Any]] = None,
+        fusion: FusionKind = "ipf",
+        fusion_model: Union[str, nn.Module, None] = None,
+        clip_encoder: Optional[dict[str, Any]] = None,
+        fusion_dim: Optional[int] = None,
+        fusion_hidden: Optional[int] = None,
+        downsample_factor: int = 8,
+        pose_block_out_channels: Optional[Sequence[int]] = None,
+        pose_key: str = "target_pose",
+        source_key: str = "dino_source",
+        fusion_keys: Optional[Sequence[str]] = None,
+        gradient_checkpointing: bool = False,
+    ):
+        super().__init__()
+        unet_kwargs = dict(unet or {"preset": "tiny"})
+        self.fusion_kind = fusion
+        fusion_encoder = build_fusion_encoder(fusion, fusion_model, clip_encoder)
+        if fusion_encoder is not None:
+            unet_kwargs.setdefault("class_embed_type", "identity")
+        self.unet = build_unet(**unet_kwargs)
+        if fusion_encoder is not None and self.unet.config.class_embed_type != "identity":
+            raise ValueError(
+                f"FPDMDenoiser: the fusion embedding enters through class_embed_type='identity', but the UNet config "
+                f"has class_embed_type={self.unet.config.class_embed_type!r}; remove it from model.denoiser.init_args.unet"
+            )
+        self.source_encoder = FrozenDinoV2Tokens(**dict(source_encoder or {}))
+        cross_dim = int(self.unet.config.cross_attention_dim)
+        self.source_projection = SourceProjection(self.source_encoder.hidden_size, cross_dim)
+        self.null_source = nn.Parameter(torch.zeros(1, 1, cross_dim))
+        self.pose_encoder = PoseEncoder(first_block_width(self.unet), downsample_factor, pose_block_out_channels)
+        self.fusion_encoder = fusion_encoder
+        if fusion_encoder is not None:
+            dim = _embed_dim(fusion_encoder, fusion_dim, f"fusion model ({fusion})")
+            self.fusion_adapter: Optional[FusionAdapter] = FusionAdapter(dim, time_embedding_width(self.unet), fusion_hidden)
+            self.condition_groups = ("pose", "source", "fusion")
+        else:
+            self.fusion_adapter = None
+            self.condition_groups = ("pose", "source")
+        self.pose_key, self.source_key = pose_key, source_key
+        self.fusion_keys = tuple(fusion_keys) if fusion_keys is not None else DEFAULT_FUSION_KEYS[fusion]
+        self._pose_residual: Optional[Tensor] = None
+        self.unet.conv_in.register_forward_hook(self._add_pose_residual)
+        if gradient_checkpointing:
+            self.enable_gradient_checkpointing()
+
+    # ------------------------------------------------------------------ module plumbing
+    def frozen_modules(self) -> list[nn.Module]:
+        """Encoders that never train (eval mode, no gradients)."""
+        return [m for m in (self.source_encoder, self.fusion_encoder) if m is not None]
+
+    def train(self, mode: bool = True) -> "FPDMDenoiser":
+        super().train(mode)
+        for m in self.frozen_modules():
+            m.eval()
+        return self
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Checkpoint the UNet's blocks (the core calls this for ``gradient_checkpointing: true``)."""
+        self.unet.enable_gradient_checkpointing()
+
+    def _add_pose_residual(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+        """Forward hook on ``unet.conv_in``: add the pose features armed by :meth:`_pose_injection`."""
+        residual = self._pose_residual
+        if residual is None:
+            return output
+        if residual.shape != output.shape:
+            raise ValueError(
+                f"FPDMDenoiser: pose features {tuple(residual.shape)} do not match the UNet's conv_in output "
+                f"{tuple(output.shape)}; set downsample_factor to the first stage's factor and render the pose at "
+                "the training image size"
+            )
+        return output + residual.to(output.dtype)
+
+    @contextlib.contextmanager
+    def _pose_injection(self, residual: Tensor) -> Iterator[None]:
+        """Arm the conv_in hook for one UNet call only (no state survives the call, even on error)."""
+        self._pose_residual = residual
+        try:
+            yield
+        finally:
+            self._pose_residual = None
+
+    # ------------------------------------------------------------------ the contract
+    def _batch_tensor(self, batch: Mapping[str, object], key: str, what: str, fix: str) -> Tensor:
+        value = batch.get(key)
+        if not isinstance(value, Tensor):
+            raise KeyError(f"FPDMDenoiser: the batch has no tensor '{key}' ({what}); batch keys: "
+                           f"{sorted(batch)}. Fix: {fix}")
+        return value
+
+    def encode_conditions(self, batch: Mapping[str, object]) -> Conditions:
+        """Pose features, projected source tokens and the fusion offset: timestep-independent, once per sample.
+
+        Frozen encoders run without gradients; the trainable pose encoder,
+        projection and fusion MLP keep theirs (so training through this works).
+        """
+        keys_fix = "add the view to data.init_args.encoder_inputs (e.g. dino: [512, 512], clip: [224, 224]) or set the key"
+        pose = self._batch_tensor(batch, self.pose_key, "target pose image", f"set model.denoiser.init_args.pose_key")
+        source = self._batch_tensor(batch, self.source_key, "source image for DINOv2", keys_fix)
+        conditions: Conditions = {
+            "pose": self.pose_encoder(pose),
+            "source": self.source_projection(self.source_encoder(source)),
+        }
+        if self.fusion_encoder is not None and self.fusion_adapter is not None:
+            inputs = [self._batch_tensor(batch, k, f"input of the {self.fusion_kind} fusion model", keys_fix)
+                      for k in self.fusion_keys]
+            with torch.no_grad():
+                embedding = self.fusion_encoder(*inputs)
+            conditions["fusion"] = self.fusion_adapter(embedding.float())
+        return conditions
+
+    def _keep(self, keep: KeepMask, group: str, like: Tensor) -> Tensor:
+        """The keep column of `group`, shaped to broadcast over `like` (extra groups in `keep` are ignored)."""
+        if group not in keep:
+            raise KeyError(f"FPDMDenoiser: keep-mask has no entry for condition group '{group}' "
+                           f"(groups: {self.condition_groups})")
+        mask = keep[group].to(device=like.device, dtype=torch.bool)
+        if mask.shape != (like.shape[0],):
+            raise ValueError(f"FPDMDenoiser: keep['{group}'] has shape {tuple(mask.shape)}, expected ({like.shape[0]},)")
+        return mask.view(-1, *([1] * (like.dim() - 1)))
+
+    def forward(self, noisy_latents: Tensor, timesteps: Tensor, conditions: Conditions, keep: KeepMask) -> Tensor:
+        """One denoising step; rows with keep=False get the group's null (zero pose/fusion, null source token)."""
+        pose = conditions["pose"]
+        pose = torch.where(self._keep(keep, "pose", pose), pose, torch.zeros((), dtype=pose.dtype, device=pose.device))
+        source = conditions["source"]
+        null = self.null_source.to(source.dtype).expand_as(source)
+        source = torch.where(self._keep(keep, "source", source), source, null)
+        class_labels = None
+        if self.fusion_adapter is not None:
+            fusion = conditions["fusion"]
+            class_labels = torch.where(self._keep(keep, "fusion", fusion), fusion,
+                                       torch.zeros((), dtype=fusion.dtype, device=fusion.device))
+        with self._pose_injection(pose):
+            return self.unet(noisy_latents, timesteps, encoder_hidden_states=source, class_labels=class_labels).sample
+
+
+__all__ = ["FPDMDenoiser", "FrozenDinoV2Tokens", "SourceProjection", "FusionAdapter", "build_fusion_encoder"]
