@@ -1,0 +1,90 @@
+"""Rebuild a stage from a `pgpis fit` checkpoint without the CLI and without the training data.
+
+LightningCLI stores the model's full config (class paths and init args of every
+injected sub-module) in the checkpoint's ``hyper_parameters`` and the
+DataModule's settings in ``datamodule_hyper_parameters``. That is all an
+inference pipeline needs: the architecture comes from the config, the weights
+from ``state_dict`` (the averaged ones when the ``EMAWeightAveraging`` callback
+was on: Lightning swaps them in and keeps the live ones in ``current_model_state``).
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+
+from pgpis.errors import DataFormatError, MissingWeightsError, Problem
+
+SUPPORTED = ("pgpis.stages.fusion_ldm.FusionLDM", "pgpis.stages.parsing_siamese_ldm.ParsingSiameseLDM")
+
+
+def import_class(class_path: str) -> type:
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def instantiate(config: dict[str, Any]) -> torch.nn.Module:
+    """Build a LightningModule from its hyper-parameters (``_class_path`` + init args, nested ``class_path`` dicts)."""
+    from lightning.pytorch.cli import instantiate_module
+
+    cls = import_class(config["_class_path"])
+    return instantiate_module(cls, copy.deepcopy(config))
+
+
+def _fusion_path(config: dict[str, Any]) -> Optional[str]:
+    den = config.get("denoiser")
+    if isinstance(den, dict):
+        return (den.get("init_args") or {}).get("fusion_model")
+    return None
+
+
+def module_from_checkpoint(path: Union[str, Path], fusion_model: Union[str, Path, None] = None
+                           ) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any], bool]:
+    """(module in eval mode, its config, the DataModule's hyper-parameters, EMA on) from a checkpoint file."""
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # a truncated download or a non-checkpoint file: say which file
+        raise DataFormatError(Problem(str(path), f"not a readable PyTorch checkpoint ({type(err).__name__}: {err})",
+                                      "point at the .ckpt written by `pgpis fit` (checkpoints/last.ckpt)")) from err
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise DataFormatError(Problem(str(path), "no 'state_dict' in the file: not a Lightning checkpoint",
+                                      "point at the .ckpt written by `pgpis fit`, or at a `pgpis export` folder"))
+    config = dict(ckpt.get("hyper_parameters") or {})
+    config.pop("_instantiator", None)
+    class_path = config.get("_class_path")
+    if class_path is None or not isinstance(config.get("denoiser"), dict):
+        raise DataFormatError(Problem(
+            str(path), "the checkpoint holds no model config (class paths of the denoiser and first stage); it was "
+            "written outside `pgpis fit`", "train through `pgpis fit --config ...` (LightningCLI stores the config), "
+            f"one of {', '.join(SUPPORTED)}", item="hyper_parameters._class_path"))
+    if class_path not in SUPPORTED:
+        raise DataFormatError(Problem(str(path), f"model is {class_path}, not an LDM stage the API generates with",
+                                      f"give a checkpoint of {' or '.join(SUPPORTED)} (IPF checkpoints condition "
+                                      "FPDM through their export, they do not generate images)",
+                                      item="hyper_parameters._class_path"))
+    if fusion_model is not None:
+        config["denoiser"].setdefault("init_args", {})["fusion_model"] = str(fusion_model)
+    stored = _fusion_path(config)
+    if isinstance(stored, str) and not (Path(stored) / "config.json").is_file():
+        raise MissingWeightsError(
+            "IPF fusion model (FPDM stage 1) named by the checkpoint", stored,
+            "FPDM rebuilds its frozen fusion model from that export folder: restore it, or pass "
+            "load_pipeline(..., fusion_model='outputs/ipf/fusion_model') / `--fusion-model` to the CLI")
+    module = instantiate(config)
+    missing, unexpected = module.load_state_dict(ckpt["state_dict"], strict=False)
+    if missing or unexpected:
+        raise DataFormatError(Problem(
+            str(path), f"weights do not match the model config (missing {missing[:4]}{'...' if len(missing) > 4 else ''}, "
+            f"unexpected {unexpected[:4]}{'...' if len(unexpected) > 4 else ''})",
+            "the checkpoint and its config disagree: re-run `pgpis fit`, or load with the code version that wrote it",
+            item="state_dict"))
+    data = dict(ckpt.get("datamodule_hyper_parameters") or {})
+    ema = "current_model_state" in ckpt
+    return module.eval(), config, data, ema
+
+
+__all__ = ["module_from_checkpoint", "instantiate", "import_class", "SUPPORTED"]

@@ -1,0 +1,319 @@
+"""`load_pipeline` and `Pipeline.generate`: trained stages as a PIL-in, PIL-out API (no CLI, no training data).
+
+A :class:`Pipeline` wraps the trained LightningModule (``FusionLDM`` for FPDM,
+``ParsingSiameseLDM`` for TruePose) plus the data facts the model was trained
+with (image size, encoder input sizes). :meth:`Pipeline.generate` builds the
+same sample dictionary the DeepFashion DataModule builds (poses rendered at the
+size they are used at, images PIL-bicubic resized) and calls the module's own
+``generate`` — so inference is the code path the training callbacks sample
+with, including cached conditioning and batched guidance branches.
+
+Sources (see :func:`load_pipeline`): a Lightning checkpoint written by
+``pgpis fit`` (the model config and the DataModule's hyper-parameters travel in
+it; FPDM rebuilds its frozen IPF model from the export folder the config names),
+or a folder written by :func:`pgpis.inference.export.export` (no Lightning state).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from pgpis.data import parsing as prs
+from pgpis.data.deepfashion import resize_image, to_tensor
+from pgpis.diffusion.guidance import ClassifierFreeGuidance, CumulativeGuidance, GuidancePolicy, NoGuidance
+from pgpis.diffusion.sampler import Sampler
+from pgpis.errors import MissingWeightsError
+from pgpis.inference.poses import PoseInput, TargetPose, load_target_pose
+
+Size = tuple[int, int]
+ImageInput = Union[Image.Image, str, os.PathLike]
+ParsingInput = Union[np.ndarray, Image.Image, str, os.PathLike, Tensor]
+GuidanceInput = Union[GuidancePolicy, float, Sequence[float], None]
+
+#: LightningModule class -> pipeline kind
+KINDS = {"FusionLDM": "fpdm", "ParsingSiameseLDM": "truepose"}
+
+
+def _open_image(image: ImageInput, what: str) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    path = Path(image)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} '{path}' does not exist; give a PIL image or an image file")
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+def _to_pil(image: Tensor) -> Image.Image:
+    """[3, H, W] in [-1, 1] -> RGB PIL (round to nearest, as torchvision's save_image)."""
+    arr = ((image.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(arr)
+
+
+def _read_parsing(parsing: ParsingInput) -> np.ndarray:
+    if isinstance(parsing, Tensor):
+        return parsing.cpu().numpy().astype(np.uint8)
+    if isinstance(parsing, Image.Image):
+        arr = np.asarray(parsing)
+        if arr.ndim != 2:
+            raise ValueError("source_parsing: a PIL parsing map must be single-channel class indices (mode 'P' or 'L'), "
+                             f"got mode {parsing.mode!r}; never an RGB rendering")
+        return arr.astype(np.uint8)
+    if isinstance(parsing, np.ndarray):
+        if parsing.ndim != 2:
+            raise ValueError(f"source_parsing: expected class indices [H, W], got shape {list(parsing.shape)}")
+        return parsing.astype(np.uint8)
+    return prs.read_parsing(parsing)
+
+
+def _is_single_pose(pose: Any) -> bool:
+    """A pose (array [18, 2], file, image) rather than a list of poses."""
+    if isinstance(pose, (str, os.PathLike, Image.Image)):
+        return True
+    if isinstance(pose, (np.ndarray, list, tuple)):
+        try:
+            return np.asarray(pose, dtype=np.float32).ndim == 2
+        except (ValueError, TypeError):  # ragged or mixed: a list of poses
+            return False
+    return False
+
+
+def _as_list(value: Any, single: Callable[[Any], bool]) -> list:
+    return [value] if single(value) else list(value)
+
+
+class Pipeline:
+    """A trained FPDM or TruePose model, ready to generate from PIL images and keypoints.
+
+    Attributes:
+        module: the LightningModule (eval mode) whose ``generate`` does the sampling.
+        kind: ``"fpdm"`` or ``"truepose"``.
+        image_size: (h, w) of generated images (the training ``data.image_size``).
+        encoder_inputs: encoder view sizes the denoiser reads (``<enc>_source``, ``<enc>_target_pose``).
+        ema: whether the weights are EMA averages.
+    """
+
+    def __init__(self, module: torch.nn.Module, image_size: Sequence[int],
+                 encoder_inputs: Optional[Mapping[str, Sequence[int]]] = None, *, ema: bool = False,
+                 config: Optional[Mapping[str, Any]] = None, device: Union[str, torch.device, None] = None,
+                 dtype: Optional[torch.dtype] = None):
+        self.module = module.eval()
+        self.kind = KINDS.get(type(module).__name__, type(module).__name__)
+        self.image_size: Size = (int(image_size[0]), int(image_size[1]))
+        self.encoder_inputs: dict[str, Size] = {k: (int(v[0]), int(v[1])) for k, v in (encoder_inputs or {}).items()}
+        self.ema = bool(ema)
+        self.config = dict(config or {})  # the module's hyper-parameters (class paths) for export
+        self.to(device, dtype)
+
+    # ------------------------------------------------------------------ placement
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.module.denoiser.parameters()).dtype
+
+    def to(self, device: Union[str, torch.device, None] = None, dtype: Optional[torch.dtype] = None) -> "Pipeline":
+        """Move to `device` (default: CUDA when available) and cast to `dtype` (bf16/fp16 on GPU)."""
+        device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if dtype in (torch.float16,) and device.type == "cpu":
+            raise ValueError("dtype float16 is not supported for CPU sampling; use torch.bfloat16 or float32 on CPU, "
+                             "float16 on a GPU")
+        self.module.to(device=device)
+        if dtype is not None:
+            self.module.to(dtype=dtype)
+        return self
+
+    def _autocast(self):
+        """Mixed-dtype safety net: conditioning math that upcasts (e.g. .float()) meets low-precision weights."""
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    # ------------------------------------------------------------------ inputs
+    @property
+    def needs_parsing(self) -> bool:
+        return self.kind == "truepose"
+
+    def make_batch(self, sources: Sequence[ImageInput], poses: Sequence[TargetPose],
+                   parsings: Optional[Sequence[ParsingInput]] = None) -> dict[str, Any]:
+        """The DataModule's sample dictionary for (source, pose[, source parsing]) triples, on the device."""
+        size = self.image_size
+        images = [_open_image(s, "source image") for s in sources]
+        batch: dict[str, Any] = {
+            "source": torch.stack([to_tensor(resize_image(im, size)) for im in images]),
+            "target_pose": torch.stack([to_tensor(p.render(size)) for p in poses]),
+            "pair_index": torch.arange(len(images)),
+        }
+        batch["target"] = torch.zeros_like(batch["source"])  # gives the sampler the output size only
+        if all(p.keypoints is not None for p in poses):
+            batch["target_keypoints"] = torch.stack([torch.from_numpy(p.keypoints_at(size)) for p in poses])
+        for enc, enc_size in self.encoder_inputs.items():
+            batch[f"{enc}_source"] = torch.stack([to_tensor(resize_image(im, enc_size)) for im in images])
+            batch[f"{enc}_target_pose"] = torch.stack([to_tensor(p.render(enc_size)) for p in poses])
+        if self.needs_parsing:
+            if parsings is None:
+                raise ValueError("TruePose needs the source's human-parsing map (LIP class indices [H, W]): pass "
+                                 "source_parsing= (an array, a parsing PNG such as <root>/parsing/<stem>.png, or a list)")
+            if "target_keypoints" not in batch:
+                raise ValueError("TruePose selects the source's parsing regions from the target keypoints, so a rendered "
+                                 "pose image is not enough: give the target pose as OpenPose-18 keypoints or a keypoint file")
+            batch["source_parsing"] = torch.stack(
+                [torch.from_numpy(prs.resize_parsing(_read_parsing(p), size).astype(np.int64)) for p in parsings])
+        return {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+    def guidance_policy(self, guidance: GuidanceInput) -> GuidancePolicy:
+        """A policy from a number (CFG scale; FPDM: both cumulative weights), a pair (FPDM's w_s, w_f) or a policy."""
+        if guidance is None:
+            return self.module.guidance
+        if isinstance(guidance, GuidancePolicy):
+            return guidance
+        groups = self.module.denoiser.condition_groups
+        if isinstance(guidance, (int, float)):
+            if "fusion" in groups:
+                return CumulativeGuidance(float(guidance), float(guidance))
+            return ClassifierFreeGuidance(float(guidance)) if float(guidance) != 1.0 else NoGuidance()
+        weights = [float(w) for w in guidance]
+        if len(weights) == 2 and "fusion" in groups:
+            return CumulativeGuidance(*weights)
+        raise ValueError(f"guidance {guidance!r}: give a number (CFG scale), a pair (source_weight, fusion_weight) for "
+                         f"FPDM's cumulative guidance, or a pgpis.diffusion GuidancePolicy (model groups: {groups})")
+
+    def sampler(self, steps: Optional[int] = None, scheduler: Optional[str] = None, eta: Optional[float] = None) -> Sampler:
+        base: Sampler = self.module.sampler
+        return Sampler(scheduler or base.scheduler_name, steps if steps is not None else base.num_inference_steps,
+                       base.eta if eta is None else eta, base.overrides)
+
+    # ------------------------------------------------------------------ generation
+    @torch.no_grad()
+    def generate(
+        self,
+        source_image: Union[ImageInput, Sequence[ImageInput]],
+        target_pose: Union[PoseInput, Sequence[PoseInput]],
+        *,
+        source_parsing: Union[ParsingInput, Sequence[ParsingInput], None] = None,
+        guidance: GuidanceInput = None,
+        steps: Optional[int] = None,
+        seed: Union[int, Sequence[int]] = 0,
+        scheduler: Optional[str] = None,
+        eta: Optional[float] = None,
+        pose_frame: Size = (256, 176),
+        batch_size: Optional[int] = None,
+        progress: bool = False,
+        step_hook: Optional[Callable] = None,
+    ) -> Union[Image.Image, list[Image.Image]]:
+        """Images of the source person(s) in the target pose(s).
+
+        Args:
+            source_image: a PIL image or file, or a list of them.
+            target_pose: OpenPose-18 keypoints ``[18, 2]`` (x, y) in `pose_frame` (default the CFLD 256x176
+                frame), a keypoint file (PCDMs ``.txt``, CFLD annotation ``.csv[#name]``, ``.json``), a rendered
+                pose image, or a list of these. One source with many poses (or the reverse) broadcasts.
+            source_parsing: TruePose only: LIP class map(s) of the source.
+            guidance: number (CFG scale; FPDM: w_s = w_f), pair (FPDM's w_s, w_f) or a GuidancePolicy;
+                default: the model's (FPDM: cumulative 2.0/2.0, TruePose: CFG 3.5).
+            steps, scheduler, eta: sampling (default: the model's sampler; scheduler is a diffusers class name).
+            seed: base seed (sample i uses seed + i) or one seed per sample; same seed, same image, any batch.
+            batch_size: samples per denoiser batch (default: all at once).
+            progress: show a tqdm bar over the denoising steps.
+        Returns:
+            one PIL image for a single (source, pose), else a list in input order.
+        """
+        sources = _as_list(source_image, lambda v: isinstance(v, (str, os.PathLike, Image.Image)))
+        poses = _as_list(target_pose, _is_single_pose)
+        single = len(sources) == 1 and len(poses) == 1
+        n = max(len(sources), len(poses))
+        if len(sources) not in (1, n) or len(poses) not in (1, n):
+            raise ValueError(f"generate: {len(sources)} source images and {len(poses)} target poses; give equally many, "
+                             "or one of either")
+        sources, poses = sources * (n // len(sources)), poses * (n // len(poses))
+        parsings = None
+        if source_parsing is not None:
+            parsings = _as_list(source_parsing, lambda v: not isinstance(v, (list, tuple)))
+            if len(parsings) not in (1, n):
+                raise ValueError(f"generate: {len(parsings)} parsing maps for {n} samples")
+            parsings = parsings * (n // len(parsings))
+        seeds = [int(seed) + i for i in range(n)] if isinstance(seed, int) else [int(s) for s in seed]
+        if len(seeds) != n:
+            raise ValueError(f"generate: {len(seeds)} seeds for {n} samples")
+        targets = [load_target_pose(p, pose_frame) for p in poses]
+        policy, sampler = self.guidance_policy(guidance), self.sampler(steps, scheduler, eta)
+        chunk = batch_size or n
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=sampler.num_inference_steps * -(-n // chunk), desc="denoising", unit="step")
+        out: list[Image.Image] = []
+        for start in range(0, n, chunk):
+            sl = slice(start, start + chunk)
+            batch = self.make_batch(sources[sl], targets[sl], parsings[sl] if parsings is not None else None)
+            hook = _progress_hook(bar, step_hook)
+            with self._autocast():
+                images = self.module.generate(batch, guidance=policy, sampler=sampler, seeds=seeds[sl], step_hook=hook)
+            out.extend(_to_pil(im) for im in images)
+        if bar is not None:
+            bar.close()
+        return out[0] if single else out
+
+
+def _progress_hook(bar, inner: Optional[Callable]) -> Optional[Callable]:
+    if bar is None:
+        return inner
+
+    def hook(latents: Tensor, t: Tensor, i: int, sched) -> Tensor:
+        bar.update(1)
+        return inner(latents, t, i, sched) if inner is not None else latents
+
+    return hook
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+def load_pipeline(path: Union[str, os.PathLike], *, device: Union[str, torch.device, None] = None,
+                  dtype: Optional[torch.dtype] = None, fusion_model: Union[str, os.PathLike, None] = None,
+                  image_size: Optional[Sequence[int]] = None,
+                  encoder_inputs: Optional[Mapping[str, Sequence[int]]] = None) -> Pipeline:
+    """Load a trained FPDM or TruePose model for inference.
+
+    Args:
+        path: a ``.ckpt`` written by ``pgpis fit`` (FusionLDM / ParsingSiameseLDM), or a folder written
+            by ``pgpis export`` (holds ``pipeline.json``).
+        device, dtype: where and in what precision to run (e.g. ``"cuda"``, ``torch.bfloat16``).
+        fusion_model: FPDM checkpoints only: the IPF export folder, when it moved since training.
+        image_size, encoder_inputs: override the sizes read from the checkpoint's DataModule settings.
+    """
+    path = Path(path)
+    if path.is_dir():
+        from pgpis.inference.export import PIPELINE_CONFIG, load_exported
+
+        if not (path / PIPELINE_CONFIG).is_file():
+            raise MissingWeightsError(
+                "pgpis inference folder", path,
+                f"expected {PIPELINE_CONFIG} there (a folder written by `pgpis export CKPT OUT_DIR`), or give the "
+                "Lightning checkpoint itself (e.g. outputs/ldm/.../checkpoints/last.ckpt)")
+        return load_exported(path, device=device, dtype=dtype)
+    if not path.is_file():
+        raise MissingWeightsError(
+            "FPDM / TruePose checkpoint", path,
+            "give a Lightning checkpoint written by `pgpis fit` (`make train-ldm` / `make train-truepose` write "
+            "outputs/<stage>/.../checkpoints/last.ckpt) or a folder written by `pgpis export`")
+    from pgpis.inference.checkpoint import module_from_checkpoint
+
+    module, config, data, ema = module_from_checkpoint(path, fusion_model=fusion_model)
+    size = image_size or data.get("image_size")
+    if size is None:
+        raise ValueError(f"{path}: the checkpoint has no DataModule settings (data.image_size); pass image_size=(h, w)")
+    enc = encoder_inputs if encoder_inputs is not None else (data.get("encoder_inputs") or {})
+    return Pipeline(module, size, enc, ema=ema, config=config, device=device, dtype=dtype)
+
+
+__all__ = ["Pipeline", "load_pipeline", "KINDS"]

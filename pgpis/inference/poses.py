@@ -1,0 +1,129 @@
+"""Target poses for inference: keypoints (array, CFLD or PCDMs file) or an already rendered pose image.
+
+A training batch renders every pose at the size it is used at (the image size
+and each encoder input size), from keypoints in the CFLD 256x176 frame. The API
+does exactly the same when it is given keypoints, so a pose fed at inference
+looks like the poses the model was trained on. A rendered pose image is only
+resized (PIL bicubic), as the DataModule resizes images.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+from PIL import Image
+
+from pgpis.data import keypoints as kpt
+from pgpis.errors import DataFormatError, Problem
+
+Size = tuple[int, int]  # (h, w)
+PoseInput = Union[np.ndarray, Sequence[Sequence[float]], str, os.PathLike, Image.Image]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+@dataclass(frozen=True)
+class TargetPose:
+    """One target pose: OpenPose-18 keypoints in the CFLD 256x176 frame, or a rendered pose image."""
+
+    keypoints: np.ndarray | None = None  # float32 [18, 2], (x, y), -1 missing
+    image: Image.Image | None = None  # RGB render (black background)
+
+    def render(self, size: Size) -> Image.Image:
+        """The pose image at `size` (h, w): rendered from keypoints, or the given image resized."""
+        if self.keypoints is not None:
+            kp = kpt.rescale_keypoints(self.keypoints, kpt.CFLD_FRAME, size)
+            return Image.fromarray(kpt.render_pose(kp, size, kpt.OPENPOSE_18))
+        h, w = size
+        assert self.image is not None
+        return self.image if self.image.size == (w, h) else self.image.resize((w, h), Image.BICUBIC)
+
+    def keypoints_at(self, size: Size) -> np.ndarray | None:
+        """Keypoints in `size` (h, w) pixels, or None for a rendered pose image."""
+        return None if self.keypoints is None else kpt.rescale_keypoints(self.keypoints, kpt.CFLD_FRAME, size)
+
+
+def _check_array(kp: np.ndarray, where: str) -> np.ndarray:
+    n = kpt.OPENPOSE_18.num_points
+    if kp.ndim != 2 or kp.shape[0] != n or kp.shape[1] < 2:
+        raise DataFormatError(Problem(where, f"expected OpenPose-18 keypoints of shape [{n}, 2] (x, y), got "
+                                      f"{list(kp.shape)}", f"give {n} (x, y) points, (-1, -1) for a missing one"))
+    return kp[:, :2].astype(np.float32)
+
+
+def read_cfld_annotation(path: Path, name: str | None = None) -> np.ndarray:
+    """Keypoints of one row of a CFLD annotation CSV (``name:keypoints_y:keypoints_x``, 256x176 frame).
+
+    `name` picks the row; without it the file must hold exactly one row.
+    """
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    fix = "write the file as the CFLD annotation CSV: header 'name:keypoints_y:keypoints_x', rows name:[y..]:[x..]"
+    if not lines or lines[0].strip() != "name:keypoints_y:keypoints_x":
+        raise DataFormatError(Problem(str(path), f"header is {lines[0].strip() if lines else 'missing'!r}", fix, line=1))
+    rows = []
+    for lineno, line in enumerate(lines[1:], start=2):
+        parts = line.split(":")
+        if len(parts) != 3:
+            raise DataFormatError(Problem(str(path), f"expected 3 ':'-separated fields, found {len(parts)}", fix,
+                                          line=lineno))
+        rows.append((lineno, parts[0].strip(), parts[1].strip(), parts[2].strip()))
+    if name is not None:
+        rows = [r for r in rows if r[1] == name]
+        if not rows:
+            raise DataFormatError(Problem(str(path), f"no row for image {name!r}", "name an image annotated in the file",
+                                          item=name))
+    elif len(rows) != 1:
+        raise DataFormatError(Problem(str(path), f"{len(rows)} keypoint rows; cannot tell which pose is meant",
+                                      "append '#<image name>' to the path to pick a row, or keep one row"))
+    lineno, item, ys, xs = rows[0]
+    return kpt.parse_cfld_keypoints(ys, xs, file=str(path), line=lineno, item=item)
+
+
+def load_target_pose(pose: PoseInput, frame: Size = kpt.CFLD_FRAME) -> TargetPose:
+    """Interpret `pose`, whatever form it comes in (see :meth:`pgpis.inference.Pipeline.generate`).
+
+    * array / nested list ``[18, 2]``: (x, y) pixels in `frame` (h, w; default the CFLD 256x176 frame);
+    * ``.txt``: a PCDMs pose file (256x256 frame, 40 px padding on each side);
+    * ``.csv``: a CFLD annotation CSV (one row, or ``path.csv#<image name>``);
+    * ``.json``: ``[[x, y], ...]`` in the CFLD frame;
+    * an image file or a PIL image: an already rendered OpenPose-18 pose image.
+    """
+    if isinstance(pose, Image.Image):
+        return TargetPose(image=pose.convert("RGB"))
+    if isinstance(pose, (str, os.PathLike)):
+        text = os.fspath(pose)
+        row = None
+        if "#" in text and not Path(text).exists():
+            text, row = text.split("#", 1)
+        path = Path(text)
+        if not path.is_file():
+            raise FileNotFoundError(f"target pose file '{path}' does not exist; give an OpenPose-18 keypoint file "
+                                    "(.txt PCDMs, .csv CFLD annotation, .json [[x, y], ...]) or a rendered pose image")
+        suffix = path.suffix.lower()
+        if suffix == ".txt":
+            return TargetPose(keypoints=kpt.pcdms_to_cfld_frame(kpt.read_pcdms_keypoints(path)))
+        if suffix == ".csv":
+            return TargetPose(keypoints=read_cfld_annotation(path, row))
+        if suffix == ".json":
+            try:
+                data = json.loads(path.read_text())
+            except json.JSONDecodeError as err:
+                raise DataFormatError(Problem(str(path), f"not valid JSON ({err.msg})", "write [[x, y], ...] (18 points)",
+                                              line=err.lineno)) from err
+            return TargetPose(keypoints=_check_array(np.asarray(data, dtype=np.float32), str(path)))
+        if suffix in IMAGE_SUFFIXES:
+            with Image.open(path) as im:
+                return TargetPose(image=im.convert("RGB"))
+        raise DataFormatError(Problem(str(path), f"unknown pose file type '{suffix}'",
+                                      "use .txt (PCDMs), .csv (CFLD annotation), .json, or a pose image (.png/.jpg)"))
+    kp = _check_array(np.asarray(pose, dtype=np.float32), "target_pose argument")
+    if tuple(frame) != kpt.CFLD_FRAME:
+        kp = kpt.rescale_keypoints(kp, tuple(frame), kpt.CFLD_FRAME)
+    return TargetPose(keypoints=kp)
+
+
+__all__ = ["TargetPose", "PoseInput", "load_target_pose", "read_cfld_annotation"]
