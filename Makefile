@@ -17,7 +17,7 @@ SYNTH_ARGS ?= --identities 300 --poses 4 --seed 0
 CONFIG   ?=
 ARGS     ?=
 
-.PHONY: help install data preview demo test test-slow test-all bench clean
+.PHONY: help install data data-phoenix preview demo test test-slow test-all bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -35,6 +35,15 @@ $(DATA_ROOT)/.pgpis-synthetic: | $(STAMP)
 	$(PGPIS) data synth --dataset deepfashion --out $(DATA_ROOT) $(SYNTH_ARGS)
 
 data: $(STAMP) $(DATA_ROOT)/.pgpis-synthetic ## write the synthetic DeepFashion dataset (embedded default) if absent
+
+PHOENIX_ROOT ?= data/synthetic/phoenix
+PHOENIX_SYNTH_ARGS ?= --signers 3 --videos train=24,dev=4,test=6 --frames 16-24 --seed 0
+
+$(PHOENIX_ROOT)/.pgpis-synthetic: | $(STAMP)
+	$(PGPIS) data synth --dataset phoenix --out $(PHOENIX_ROOT) $(PHOENIX_SYNTH_ARGS)
+
+data-phoenix: $(STAMP) $(PHOENIX_ROOT)/.pgpis-synthetic ## write the synthetic Phoenix14T dataset if absent (+ preview grid)
+	$(PGPIS) data preview --dataset phoenix --root $(PHOENIX_ROOT) --out outputs/preview_phoenix.png
 
 preview: data ## preview grid of the synthetic dataset -> outputs/preview.png
 	$(PGPIS) data preview --dataset deepfashion --root $(DATA_ROOT) --out outputs/preview.png

@@ -265,3 +265,37 @@ def test_cli_synth_check_convert(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "frame does not decode" in err and str(video.frames[0]) in err
     assert FRAME_SIZE == (260, 210)
+
+
+def test_cli_synth_refuses_foreign_folder_and_replaces_old_synthetic(tmp_path, capsys):
+    from pgpis.cli import main
+
+    foreign = tmp_path / "real"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("my data")
+    assert main(["data", "synth", "--dataset", "phoenix", "--out", str(foreign)]) == 1
+    assert "no .pgpis-synthetic marker" in capsys.readouterr().err and not (foreign / "features").exists()
+    root = tmp_path / "phx"
+    small = ["--signers", "1", "--frames", "3-3"]
+    assert main(["data", "synth", "--dataset", "phoenix", "--out", str(root), "--videos", "train=2,dev=1,test=1", *small]) == 0
+    assert main(["data", "synth", "--dataset", "phoenix", "--out", str(root), "--videos", "train=1,dev=1,test=1", *small]) == 0
+    assert len(list((root / FRAMES_DIR / "train").iterdir())) == 1  # no stale videos left behind
+    assert main(["data", "preview", "--dataset", "phoenix", "--root", str(root), "--out", str(tmp_path / "grid.png"), "--rows", "2"]) == 0
+    from PIL import Image
+
+    assert Image.open(tmp_path / "grid.png").size == (3 * 210, 14 + 2 * 260)
+
+
+def test_synthetic_writer_is_deterministic(tmp_path):
+    from pgpis.data.synthetic_phoenix import write_synthetic_phoenix
+
+    kw = dict(seed=5, signers=1, videos={"train": 1, "dev": 1, "test": 1}, frames=(3, 4))
+    write_synthetic_phoenix(tmp_path / "a", **kw)
+    write_synthetic_phoenix(tmp_path / "b", **kw)
+    a, b = read_phoenix_index(tmp_path / "a"), read_phoenix_index(tmp_path / "b")
+    for split in ("train", "dev", "test"):
+        (va,), (vb,) = a.videos[split], b.videos[split]
+        assert va.name == vb.name and np.array_equal(va.keypoints, vb.keypoints)
+        assert all(fa.read_bytes() == fb.read_bytes() for fa, fb in zip(va.frames, vb.frames))
+    hands = a.videos["train"][0].keypoints[:, 91:133]
+    assert (np.diff(hands[..., :2], axis=0) != 0).any()  # the hands move

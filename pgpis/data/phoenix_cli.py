@@ -59,15 +59,18 @@ def synth(args: argparse.Namespace) -> int:
     from pgpis.data.synthetic_phoenix import write_synthetic_phoenix
 
     t0 = time.perf_counter()
-    summary = write_synthetic_phoenix(args.out, seed=args.seed, signers=args.signers, videos=_videos(args.videos),
-                                      frames=_frames(args.frames), keypoint_formats=args.keypoint_formats or ("pickle",))
+    try:
+        summary = write_synthetic_phoenix(args.out, seed=args.seed, signers=args.signers, videos=_videos(args.videos),
+                                          frames=_frames(args.frames), keypoint_formats=args.keypoint_formats or ("pickle",))
+    except DataFormatError as err:
+        return _print_problems(args.out, err)
     print(f"wrote synthetic Phoenix14T to {args.out} in {time.perf_counter() - t0:.1f} s: "
           + ", ".join(f"{k}={v}" for k, v in summary.items()))
     return 0
 
 
 def _print_problems(root: Path, err: DataFormatError) -> int:
-    print(f"pgpis data check: {root}: {len(err.problems)} problem(s):", file=sys.stderr)
+    print(f"pgpis data: {root}: {len(err.problems)} problem(s):", file=sys.stderr)
     for p in err.problems:
         print(f"  - {p}", file=sys.stderr)
     return 1

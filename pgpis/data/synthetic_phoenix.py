@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import math
 import pickle
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -26,6 +27,7 @@ from PIL import Image, ImageDraw
 from pgpis.data.keypoints import FACE_START, LEFT_HAND_START, RIGHT_HAND_START
 from pgpis.data.phoenix_layout import CORPUS, CORPUS_HEADER, FRAME_SIZE, FRAMES_DIR, KEYPOINTS_DIR, SPLITS, SYNTHETIC_MARKER
 from pgpis.data.phoenix_keypoints import write_keypoints_npz
+from pgpis.errors import DataFormatError, Problem
 
 KEYPOINT_FORMATS = ("pickle", "tensor-pickle", "npz")
 SUPERSAMPLE = 2  # draw at 2x and downsample, so thin fingers are anti-aliased like camera frames
@@ -221,6 +223,19 @@ def _video_name(rng: np.random.Generator, i: int) -> str:
             f"{_DAYS[int(rng.integers(7))]}_{show}-{int(rng.integers(1000, 9999))}")
 
 
+def _prepare_out(out: Path) -> Path:
+    """Refuse a folder holding other data; clear a previous synthetic copy so no stale frames remain."""
+    if out.exists() and not out.is_dir():
+        raise DataFormatError(Problem(str(out), "the output path exists and is not a folder", "pass a folder path to --out"))
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / SYNTHETIC_MARKER).exists():
+            raise DataFormatError(Problem(str(out), f"the folder is not empty and has no {SYNTHETIC_MARKER} marker, so it may "
+                                          "hold real data that synthetic files would mix with", "pass an empty or new folder to --out"))
+        for name in ("features", "annotations", KEYPOINTS_DIR):
+            shutil.rmtree(out / name, ignore_errors=True)
+    return out
+
+
 def write_synthetic_phoenix(
     out: str | Path,
     *,
@@ -236,7 +251,7 @@ def write_synthetic_phoenix(
     bad = [f for f in keypoint_formats if f not in KEYPOINT_FORMATS]
     if bad:
         raise ValueError(f"unknown keypoint format(s) {bad}; choose from {KEYPOINT_FORMATS}")
-    out = Path(out)
+    out = _prepare_out(Path(out))
     videos = dict(videos or {"train": 8, "dev": 2, "test": 3})
     rng = np.random.default_rng(seed)
     cast = make_signers(signers, rng)
