@@ -299,3 +299,17 @@ def test_synthetic_writer_is_deterministic(tmp_path):
         assert all(fa.read_bytes() == fb.read_bytes() for fa, fb in zip(va.frames, vb.frames))
     hands = a.videos["train"][0].keypoints[:, 91:133]
     assert (np.diff(hands[..., :2], axis=0) != 0).any()  # the hands move
+
+
+def test_train_flip_mirrors_images_and_swaps_hands(synthetic_phoenix_root):
+    from pgpis.data.keypoints import flip_keypoints
+    from pgpis.data.phoenix import PhoenixDataset
+
+    video = read_phoenix_index(synthetic_phoenix_root).videos["train"][0]
+    triplets = np.array([[0, 0, 1]])
+    plain = PhoenixDataset([video], triplets, image_size=FRAME_SIZE)[0]
+    flipped = PhoenixDataset([video], triplets, image_size=FRAME_SIZE, flip_prob=1.0)[0]
+    assert torch.equal(flipped["target"], plain["target"].flip(-1))
+    expected = flip_keypoints(plain["target_keypoints"].numpy(), FRAME_SIZE[1], COCO_WHOLEBODY_133)
+    np.testing.assert_allclose(flipped["target_keypoints"].numpy(), expected, atol=1e-4)
+    assert flipped["target_keypoint_scores"][LEFT_HAND_KNUCKLE] == plain["target_keypoint_scores"][121]
