@@ -1,0 +1,127 @@
+"""`pgpis export` and `pgpis generate`: the inference API from the shell."""
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+from typing import Optional, Sequence
+
+from pgpis.errors import DataFormatError, Problem
+
+DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+          "float16": "float16", "fp16": "float16"}
+
+
+def _dtype(name: Optional[str]):
+    import torch
+
+    return None if name is None else getattr(torch, DTYPES[name])
+
+
+def export_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="pgpis export", description="Write an inference folder (safetensors per "
+                                     "component + JSON configs) from a `pgpis fit` checkpoint of FPDM or TruePose.")
+    parser.add_argument("checkpoint", help="Lightning checkpoint (.ckpt) of FusionLDM or ParsingSiameseLDM")
+    parser.add_argument("out_dir", help="folder to write (created)")
+    parser.add_argument("--fusion-model", default=None, help="FPDM: the IPF export folder, if it moved since training")
+    args = parser.parse_args(list(argv))
+    from pgpis.inference.export import export
+
+    out = export(args.checkpoint, args.out_dir, fusion_model=args.fusion_model)
+    print(f"exported {args.checkpoint} -> {out}")
+    return 0
+
+
+def _read_pairs(path: Path) -> list[tuple[str, str]]:
+    """A 'from,to' CSV (the CFLD pairs format) of image names."""
+    with path.open(newline="") as f:
+        rows = [r for r in csv.reader(f) if r]
+    if not rows or [c.strip() for c in rows[0][:2]] != ["from", "to"]:
+        raise DataFormatError(Problem(str(path), f"header is {rows[0] if rows else 'missing'}, expected 'from,to'",
+                                      "write a header line 'from,to' then one 'source,target' image-name pair per line",
+                                      line=1))
+    pairs = []
+    for lineno, row in enumerate(rows[1:], start=2):
+        if len(row) < 2:
+            raise DataFormatError(Problem(str(path), f"expected 'source,target', found {row}", "one pair per line",
+                                          line=lineno))
+        pairs.append((row[0].strip(), row[1].strip()))
+    return pairs
+
+
+def generate_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="pgpis generate",
+        description="Generate the source person in a target pose with a trained FPDM or TruePose model. One image: "
+                    "--source IMG --pose POSE --out OUT.png. Many: --pairs pairs.csv --root DATA --out DIR "
+                    "(writes <source stem>_to_<target stem>.png).")
+    parser.add_argument("--checkpoint", required=True, help="`pgpis fit` checkpoint (.ckpt) or `pgpis export` folder")
+    parser.add_argument("--source", help="source person image")
+    parser.add_argument("--pose", help="target pose: keypoint file (.txt PCDMs, .csv CFLD annotation[#name], .json "
+                                       "[[x, y], ...] in the 256x176 frame) or a rendered pose image")
+    parser.add_argument("--parsing", help="TruePose: the source's LIP parsing map (PNG of class indices)")
+    parser.add_argument("--pairs", help="'from,to' CSV of image names in --root (e.g. fasion-resize-pairs-test.csv)")
+    parser.add_argument("--root", help="DeepFashion root (either layout) holding the images, keypoints, parsing")
+    parser.add_argument("--out", required=True, help="output PNG (single) or folder (--pairs)")
+    parser.add_argument("--guidance", type=float, nargs="+", default=None,
+                        help="CFG scale, or FPDM's two cumulative weights 'W_S W_F' (default: the model's)")
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's sampler)")
+    parser.add_argument("--scheduler", default=None, help="diffusers scheduler class, e.g. DDIMScheduler")
+    parser.add_argument("--seed", type=int, default=0, help="base seed (pair i of --pairs uses seed + i)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="weights precision (bf16/fp16 on GPU)")
+    parser.add_argument("--fusion-model", default=None, help="FPDM checkpoints: the IPF export folder if it moved")
+    args = parser.parse_args(list(argv))
+    single = args.source is not None or args.pose is not None
+    if single == (args.pairs is not None):
+        parser.error("give either --source and --pose (one image) or --pairs and --root (many)")
+    if single and not (args.source and args.pose):
+        parser.error("--source and --pose go together")
+    if args.pairs and not args.root:
+        parser.error("--pairs needs --root (the dataset the names refer to)")
+    from pgpis.inference.pipeline import load_pipeline
+
+    pipe = load_pipeline(args.checkpoint, device=args.device, dtype=_dtype(args.dtype), fusion_model=args.fusion_model)
+    guidance = None if args.guidance is None else (args.guidance[0] if len(args.guidance) == 1 else args.guidance)
+    common = dict(guidance=guidance, steps=args.steps, scheduler=args.scheduler)
+    if single:
+        image = pipe.generate(args.source, args.pose, source_parsing=args.parsing, seed=args.seed, progress=True, **common)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        image.save(out)
+        print(f"wrote {out}")
+        return 0
+    return _generate_pairs(pipe, Path(args.pairs), Path(args.root), Path(args.out), args.seed, args.batch_size, common)
+
+
+def _generate_pairs(pipe, pairs_file: Path, root: Path, out_dir: Path, seed: int, batch_size: int, common: dict) -> int:
+    from tqdm.auto import tqdm
+
+    from pgpis.data.layouts import read_deepfashion_index, stem
+
+    index = read_deepfashion_index(root, parsing=pipe.needs_parsing)
+    pairs = _read_pairs(pairs_file)
+    unknown = [Problem(str(pairs_file), f"image '{n}' is not in the dataset at {root}", "use names from the "
+                       "dataset's annotation (or fix --root)", line=i + 2, item=n)
+               for i, pair in enumerate(pairs) for n in pair if n not in index.image_paths]
+    if unknown:
+        raise DataFormatError(unknown)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=len(pairs), desc="pairs", unit="img")
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        sources = [index.image_path(s) for s, _ in chunk]
+        poses = [index.keypoints[t] for _, t in chunk]
+        parsing = [index.parsing_path(s) for s, _ in chunk] if pipe.needs_parsing else None
+        images = pipe.generate(sources, poses, source_parsing=parsing, seed=[seed + start + i for i in range(len(chunk))],
+                               **common)
+        for (s, t), image in zip(chunk, images if isinstance(images, list) else [images]):
+            image.save(out_dir / f"{stem(s)}_to_{stem(t)}.png")
+        bar.update(len(chunk))
+    bar.close()
+    print(f"wrote {len(pairs)} images to {out_dir}")
+    return 0
+
+
+__all__ = ["export_main", "generate_main"]
