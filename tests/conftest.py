@@ -42,3 +42,12 @@ def synthetic_phoenix_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_synthetic_phoenix(root, seed=0, signers=2, videos={"train": 4, "dev": 1, "test": 2}, frames=(6, 9),
                             keypoint_formats=("pickle", "tensor-pickle", "npz"))
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_ldm_checkpoints(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path) -> dict:
+    """Tiny FPDM and TruePose checkpoints from `pgpis fit` (2 steps) on `synthetic_root`: {"fpdm", "truepose",
+    "fusion_model"} paths (inference API and notebook tests)."""
+    from inference_fixtures import train_tiny_checkpoints
+
+    return train_tiny_checkpoints(tmp_path_factory.mktemp("tiny_ldm"), synthetic_root)

@@ -1,0 +1,162 @@
+"""Inference API: checkpoint -> export -> load round trip, pose inputs, batching, dtype, CLI, and the errors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pgpis.data import keypoints as kpt
+from pgpis.data.layouts import read_deepfashion_index, stem
+from pgpis.errors import DataFormatError, MissingWeightsError
+from pgpis.inference import export, load_pipeline, load_target_pose
+from pgpis.inference.cli import generate_main
+
+STEPS = 2
+
+
+def _arr(image: Image.Image) -> np.ndarray:
+    return np.asarray(image, dtype=np.int16)
+
+
+@pytest.fixture(scope="module")
+def index(synthetic_root):
+    return read_deepfashion_index(synthetic_root, parsing=True)
+
+
+@pytest.fixture(scope="module")
+def pair(index):
+    return index.pairs["test"][0]
+
+
+@pytest.fixture(scope="module")
+def fpdm(tiny_ldm_checkpoints):
+    return load_pipeline(tiny_ldm_checkpoints["fpdm"], device="cpu")
+
+
+@pytest.fixture(scope="module")
+def fpdm_export(tiny_ldm_checkpoints, tmp_path_factory):
+    return export(tiny_ldm_checkpoints["fpdm"], tmp_path_factory.mktemp("export") / "fpdm")
+
+
+def test_checkpoint_carries_sizes_and_kind(fpdm):
+    assert fpdm.kind == "fpdm" and fpdm.image_size == (32, 24)
+    assert fpdm.encoder_inputs == {"dino": (32, 32), "clip": (64, 64)}
+    assert not fpdm.module.training and fpdm.ema is False
+
+
+def test_export_folder_layout(fpdm_export):
+    meta = json.loads((fpdm_export / "pipeline.json").read_text())
+    assert meta["format"] == "pgpis-pipeline" and meta["kind"] == "fpdm"
+    for rel in ("unet/config.json", "scheduler/scheduler_config.json", "fusion_model/config.json",
+                "fusion_model/model.safetensors", "weights/denoiser.unet.safetensors",
+                "weights/denoiser.pose_encoder.safetensors", "weights/denoiser.fusion_adapter.safetensors"):
+        assert (fpdm_export / rel).is_file(), rel
+    assert not list(fpdm_export.rglob("*.ckpt"))  # no Lightning state
+    assert "/" not in json.dumps(meta["relative_paths"]).replace("\\/", "")  # movable folder
+
+
+def test_round_trip_same_seed_same_image(fpdm, fpdm_export, index, pair):
+    src, tgt = pair
+    exported = load_pipeline(fpdm_export, device="cpu")
+    a = fpdm.generate(index.image_path(src), index.keypoints[tgt], seed=5, steps=STEPS)
+    b = exported.generate(index.image_path(src), index.keypoints[tgt], seed=5, steps=STEPS)
+    assert isinstance(a, Image.Image) and a.size == (24, 32)
+    np.testing.assert_array_equal(_arr(a), _arr(b))
+    c = exported.generate(index.image_path(src), index.keypoints[tgt], seed=6, steps=STEPS)
+    assert np.abs(_arr(a) - _arr(c)).max() > 0
+
+
+def test_batched_equals_one_by_one_and_broadcasts(fpdm, index, pair):
+    src, tgt = pair
+    poses = [index.keypoints[tgt], index.keypoints[src]]
+    batch = fpdm.generate(index.image_path(src), poses, seed=[11, 12], steps=STEPS)
+    assert isinstance(batch, list) and len(batch) == 2
+    one = fpdm.generate(index.image_path(src), poses[1], seed=12, steps=STEPS)
+    np.testing.assert_allclose(_arr(batch[1]), _arr(one), atol=1)
+
+
+def test_pose_inputs_agree(tmp_path, index, pair):
+    _, tgt = pair
+    kp = index.keypoints[tgt]
+    kpt.write_pcdms_keypoints(tmp_path / "pose.txt", kpt.cfld_to_pcdms_frame(kp))
+    y, x = kpt.format_cfld_keypoints(kp)
+    (tmp_path / "pose.csv").write_text(f"name:keypoints_y:keypoints_x\n{tgt}:{y}:{x}\nother.jpg:{y}:{x}\n")
+    (tmp_path / "pose.json").write_text(json.dumps(kp.tolist()))
+    rendered = load_target_pose(kp).render((32, 24))
+    for source in (tmp_path / "pose.txt", f"{tmp_path / 'pose.csv'}#{tgt}", tmp_path / "pose.json",
+                   kpt.rescale_keypoints(kp, kpt.CFLD_FRAME, (512, 352))):
+        frame = (512, 352) if isinstance(source, np.ndarray) else kpt.CFLD_FRAME
+        pose = load_target_pose(source, frame)
+        np.testing.assert_allclose(pose.keypoints, kp, atol=1e-3)
+    rendered.save(tmp_path / "pose.png")
+    from_image = load_target_pose(tmp_path / "pose.png")
+    assert from_image.keypoints is None and from_image.render((32, 24)).size == (24, 32)
+    with pytest.raises(DataFormatError, match="cannot tell which pose"):
+        load_target_pose(tmp_path / "pose.csv")
+    with pytest.raises(DataFormatError, match=r"shape \[18, 2\]"):
+        load_target_pose(np.zeros((17, 2)))
+
+
+def test_bfloat16_runs_close_to_float32(fpdm_export, index, pair):
+    src, tgt = pair
+    full = load_pipeline(fpdm_export, device="cpu")
+    half = load_pipeline(fpdm_export, device="cpu", dtype=torch.bfloat16)
+    assert half.dtype == torch.bfloat16
+    a = full.generate(index.image_path(src), index.keypoints[tgt], seed=1, steps=STEPS)
+    b = half.generate(index.image_path(src), index.keypoints[tgt], seed=1, steps=STEPS)
+    assert np.abs(_arr(a) - _arr(b)).mean() < 8
+
+
+def test_truepose_round_trip_and_needs(tiny_ldm_checkpoints, tmp_path, index, pair):
+    src, tgt = pair
+    ckpt = load_pipeline(tiny_ldm_checkpoints["truepose"], device="cpu")
+    assert ckpt.kind == "truepose" and ckpt.needs_parsing
+    exported = load_pipeline(export(tiny_ldm_checkpoints["truepose"], tmp_path / "tp"), device="cpu")
+    args = (index.image_path(src), index.keypoints[tgt])
+    a = ckpt.generate(*args, source_parsing=index.parsing_path(src), seed=2, steps=STEPS)
+    b = exported.generate(*args, source_parsing=index.parsing_path(src), seed=2, steps=STEPS)
+    np.testing.assert_array_equal(_arr(a), _arr(b))
+    with pytest.raises(ValueError, match="parsing map"):
+        exported.generate(*args, steps=STEPS)
+    with pytest.raises(ValueError, match="rendered pose image is not enough"):
+        exported.generate(args[0], load_target_pose(args[1]).render((32, 24)), source_parsing=index.parsing_path(src))
+
+
+def test_missing_and_mismatched_sources_say_what_was_expected(tmp_path, tiny_ldm_checkpoints):
+    with pytest.raises(MissingWeightsError, match="pgpis fit"):
+        load_pipeline(tmp_path / "nope.ckpt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MissingWeightsError, match="pipeline.json"):
+        load_pipeline(tmp_path / "empty")
+    torch.save({"state_dict": {}, "hyper_parameters": {"lr": 1e-4}}, tmp_path / "plain.ckpt")
+    with pytest.raises(DataFormatError, match="no model config"):
+        load_pipeline(tmp_path / "plain.ckpt")
+    (tmp_path / "junk.ckpt").write_text("not a checkpoint")
+    with pytest.raises(DataFormatError, match="junk.ckpt"):
+        load_pipeline(tmp_path / "junk.ckpt")
+    with pytest.raises(MissingWeightsError, match="fusion_model"):
+        load_pipeline(tiny_ldm_checkpoints["fpdm"], fusion_model=tmp_path / "moved")
+
+
+def test_pgpis_generate_single_and_pairs(tiny_ldm_checkpoints, synthetic_root, tmp_path, index, pair):
+    from pgpis.cli import main
+
+    src, tgt = pair
+    kpt.write_pcdms_keypoints(tmp_path / "pose.txt", kpt.cfld_to_pcdms_frame(index.keypoints[tgt]))
+    out = tmp_path / "one.png"
+    assert main(["generate", "--checkpoint", str(tiny_ldm_checkpoints["fpdm"]), "--source", str(index.image_path(src)),
+                 "--pose", str(tmp_path / "pose.txt"), "--out", str(out), "--steps", str(STEPS),
+                 "--guidance", "1.5", "2.5", "--seed", "3"]) == 0
+    assert Image.open(out).size == (24, 32)
+    pairs = index.pairs["test"][:2]
+    (tmp_path / "pairs.csv").write_text("from,to\n" + "".join(f"{s},{t}\n" for s, t in pairs))
+    assert generate_main(["--checkpoint", str(tiny_ldm_checkpoints["truepose"]), "--pairs", str(tmp_path / "pairs.csv"),
+                          "--root", str(synthetic_root), "--out", str(tmp_path / "many"), "--steps", str(STEPS)]) == 0
+    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == sorted(f"{stem(s)}_to_{stem(t)}.png" for s, t in pairs)
+    (tmp_path / "bad.csv").write_text("from,to\nnot_an_image.jpg,also_not.jpg\n")
+    with pytest.raises(DataFormatError, match="bad.csv:2"):
+        generate_main(["--checkpoint", str(tiny_ldm_checkpoints["truepose"]), "--pairs", str(tmp_path / "bad.csv"),
+                       "--root", str(synthetic_root), "--out", str(tmp_path / "bad")])
