@@ -136,6 +136,14 @@ class LatentDiffusion(pl.LightningModule):
         self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=b)
         return loss
 
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        """Test-split loss (sample generation and image metrics: the ``DDIMInference`` callback)."""
+        gen = torch.Generator(self.device).manual_seed(self.seed + 10_007 * batch_idx)
+        b = len(batch[self.target_key])
+        loss = self.diffusion_loss(batch, generator=gen, keep=self.denoiser.all_kept(b, self.device))
+        self.log("test/loss", loss, sync_dist=True, batch_size=b)
+        return loss
+
     def configure_optimizers(self):
         params = [p for p in self.denoiser.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay, betas=self.betas)

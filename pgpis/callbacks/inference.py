@@ -1,0 +1,236 @@
+"""`DDIMInference`: generate a whole split to PNG files, then score the folder.
+
+* Files are named ``<source stem>_to_<target stem>.png`` (docs/CONVENTIONS.md).
+* Work is split into fixed batches of pair indices, round-robin over ranks
+  (:func:`pgpis.metrics.states.my_batches`): every pair is generated exactly
+  once, with no ``DistributedSampler`` padding duplicates; per-sample seeds
+  (from ``pair_index``) make a file independent of batch and rank.
+* Resumable: pairs whose file exists are skipped (delete the folder, or set
+  ``overwrite``, to regenerate).
+* After a barrier, every rank scores its share of the files (read back from
+  disk, so skipped files count) with :class:`~pgpis.callbacks.metrics.PairMetrics`
+  next to the copy-source and background-only baselines; the gather is a
+  collective all ranks join. Rank 0 prints the table, writes ``metrics_path``
+  (JSON) and a grid PNG. With ``protocol`` set, the folder is also handed to
+  :func:`pgpis.metrics.evaluate_deepfashion` (SSIM variants / LPIPS / FID at the
+  protocol's report size).
+
+It runs at the end of ``pgpis test`` (``on_test_epoch_end``) and, with
+``after_fit: true``, at the end of ``pgpis fit``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from pgpis.callbacks.metrics import SSIM_DESCRIPTION, PairMetrics, format_table
+from pgpis.diffusion.core import move_batch
+from pgpis.diffusion.guidance import GuidancePolicy
+from pgpis.diffusion.sampler import Sampler
+from pgpis.metrics.pairs import generated_name
+from pgpis.metrics.states import my_batches, rank_and_world
+
+
+def save_png(image: Tensor, path: Path) -> None:
+    """[3, H, W] in [-1, 1] -> 8-bit RGB PNG (written atomically, so an interrupted run leaves no half file)."""
+    arr = ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    tmp = path.with_name(path.name + ".tmp")
+    Image.fromarray(arr).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def load_png(path: Path) -> Tensor:
+    """8-bit PNG -> [3, H, W] in [-1, 1]."""
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("RGB"), dtype=np.float32)
+    return torch.from_numpy(arr).permute(2, 0, 1) / 127.5 - 1
+
+
+def eval_dataset(trainer: pl.Trainer, split: str) -> tuple[Dataset, Any]:
+    """The split's dataset and collate function, taken from the Trainer's DataModule / dataloaders."""
+    dm = trainer.datamodule
+    loader = None
+    if dm is not None:
+        if split == "test":
+            dm.setup("test")
+            loader = dm.test_dataloader()
+        elif split in ("val", "validation"):
+            dm.setup("validate")
+            loader = dm.val_dataloader()
+    if loader is None:
+        loader = trainer.test_dataloaders if split == "test" else trainer.val_dataloaders
+    if isinstance(loader, (list, tuple)):
+        loader = loader[0]
+    if loader is None:
+        raise ValueError(f"DDIMInference: no '{split}' dataloader; give the Trainer a DataModule with one")
+    return loader.dataset, loader.collate_fn
+
+
+class DDIMInference(pl.Callback):
+    """Generate every pair of a split to ``output_dir``, resumably and sharded over ranks, then score it.
+
+    Args:
+        output_dir: folder of the generated PNGs.
+        split: "test" (default) or "val".
+        guidance: policy for this run (default: the model's).
+        sampler: sampling settings for this run (default: the model's).
+        batch_size: pairs per generation batch.
+        max_pairs: only the first N pairs (quick looks); None = all.
+        metrics_path: JSON with ``samples``, ``copy_source``, ``background_only`` (each ssim/psnr/fg_psnr).
+        grid_path: PNG grid (source | target pose | target | sample) of the first `grid_pairs` pairs.
+        after_fit: also run at the end of ``fit``.
+        overwrite: regenerate existing files.
+        protocol: also run :func:`pgpis.metrics.evaluate_deepfashion` with this named protocol.
+    """
+
+    def __init__(
+        self,
+        output_dir: str = "outputs/ldm/samples",
+        split: str = "test",
+        guidance: Optional[GuidancePolicy] = None,
+        sampler: Optional[Sampler] = None,
+        batch_size: int = 32,
+        max_pairs: Optional[int] = None,
+        metrics_path: Optional[str] = "outputs/ldm/metrics.json",
+        grid_path: Optional[str] = "outputs/ldm/grid.png",
+        grid_pairs: int = 8,
+        after_fit: bool = False,
+        overwrite: bool = False,
+        protocol: Optional[str] = None,
+    ):
+        self.output_dir = Path(output_dir)
+        self.split, self.guidance, self.sampler = split, guidance, sampler
+        self.batch_size, self.max_pairs = int(batch_size), max_pairs
+        self.metrics_path = Path(metrics_path) if metrics_path else None
+        self.grid_path = Path(grid_path) if grid_path else None
+        self.grid_pairs, self.after_fit, self.overwrite, self.protocol = grid_pairs, after_fit, overwrite, protocol
+        self.results: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ hooks
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.run(trainer, pl_module)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.after_fit:
+            self.run(trainer, pl_module)
+
+    # ------------------------------------------------------------------ work
+    @staticmethod
+    def _names(item: dict[str, Any]) -> tuple[str, str]:
+        return str(item["source_name"]), str(item["target_name"])
+
+    def _batches(self, dataset: Dataset, collate, indices: Sequence[int]):
+        loader = DataLoader(Subset(dataset, list(indices)), batch_size=self.batch_size, collate_fn=collate)
+        start = 0
+        for batch in loader:
+            n = len(batch["source_name"])
+            yield list(indices[start:start + n]), batch
+            start += n
+
+    @torch.no_grad()
+    def generate(self, pl_module, dataset: Dataset, collate, n: int) -> int:
+        """Generate this rank's missing files; returns how many were written."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        mine = [i for r in my_batches(n, self.batch_size) for i in r]
+        todo = [i for i in mine if self.overwrite or not (self.output_dir / self._file(dataset, i)).exists()]
+        was_training = pl_module.training
+        pl_module.eval()
+        written = 0
+        for idx, batch in self._batches(dataset, collate, todo):
+            batch = move_batch(batch, pl_module.device)
+            images = pl_module.generate(batch, guidance=self.guidance, sampler=self.sampler)
+            for img, s, t in zip(images, batch["source_name"], batch["target_name"]):
+                save_png(img, self.output_dir / generated_name(s, t))
+                written += 1
+        pl_module.train(was_training)
+        return written
+
+    def _file(self, dataset: Dataset, i: int) -> str:
+        pairs = getattr(dataset, "pairs", None)  # DeepFashionDataset keeps (source, target) names: no image load
+        if pairs is not None:
+            s, t = pairs[i]
+        else:
+            s, t = self._names(dataset[i])
+        return generated_name(s, t)
+
+    @torch.no_grad()
+    def score(self, pl_module, dataset: Dataset, collate, n: int) -> dict[str, Any]:
+        """Metrics of the files on disk vs the targets, with the baselines (collective)."""
+        metrics = PairMetrics().to(pl_module.device)
+        indices = [i for r in my_batches(n, self.batch_size) for i in r]
+        if not indices:
+            metrics.update_empty()
+        for idx, batch in self._batches(dataset, collate, indices):
+            batch = move_batch(batch, pl_module.device)
+            preds = torch.stack([load_png(self.output_dir / generated_name(s, t))
+                                 for s, t in zip(batch["source_name"], batch["target_name"])]).to(pl_module.device)
+            index = torch.as_tensor(idx, device=pl_module.device)
+            target_key = getattr(pl_module, "target_key", "target")
+            metrics.update("samples", index, preds, batch[target_key], batch.get("target_parsing"))
+            metrics.update_baselines(index, batch, target_key)
+        return metrics.compute()
+
+    def write_grid(self, dataset: Dataset, collate) -> None:
+        from torchvision.utils import make_grid
+
+        k = min(self.grid_pairs, len(dataset))
+        batch = collate([dataset[i] for i in range(k)])
+        rows = []
+        for j in range(k):
+            sample = load_png(self.output_dir / generated_name(batch["source_name"][j], batch["target_name"][j]))
+            rows += [batch["source"][j], batch["target_pose"][j], batch["target"][j], sample]
+        grid = make_grid(torch.stack(rows), nrow=4, padding=1, pad_value=1.0, normalize=True, value_range=(-1, 1))
+        self.grid_path.parent.mkdir(parents=True, exist_ok=True)
+        save_png(grid * 2 - 1, self.grid_path)
+
+    def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        dataset, collate = eval_dataset(trainer, self.split)
+        n = len(dataset) if self.max_pairs is None else min(len(dataset), int(self.max_pairs))
+        written = self.generate(pl_module, dataset, collate, n)
+        trainer.strategy.barrier("ddim_inference_generated")
+        results: dict[str, Any] = self.score(pl_module, dataset, collate, n)
+        results["settings"] = {
+            "split": self.split, "n_pairs": n, "image_size": list(dataset[0]["target"].shape[-2:]),
+            "ssim": SSIM_DESCRIPTION, "fg_psnr": "PSNR over the target's parsing foreground (parsing != 0)",
+            "guidance": repr(self.guidance or getattr(pl_module, "guidance", None)),
+            "sampler": vars(self.sampler or pl_module.sampler).get("scheduler_name"),
+            "steps": (self.sampler or pl_module.sampler).num_inference_steps,
+            "global_step": trainer.global_step,
+        }
+        if self.protocol is not None:
+            results["protocol"] = self._protocol_metrics(trainer)
+        rank, _ = rank_and_world()
+        if rank == 0 and trainer.is_global_zero:
+            if self.grid_path is not None:
+                self.write_grid(dataset, collate)
+            if self.metrics_path is not None:
+                self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
+                self.metrics_path.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
+        table = format_table({k: v for k, v in results.items() if k in ("samples", "copy_source", "background_only")})
+        rank_zero_info(f"DDIMInference: {n} pairs of '{self.split}' in {self.output_dir} "
+                       f"({written} generated on rank 0 this run)\n{table}")
+        for name in ("samples", "copy_source", "background_only"):
+            for m in ("ssim", "psnr", "fg_psnr"):
+                if results[name].get(m) is not None and trainer.logger is not None:
+                    trainer.logger.log_metrics({f"{self.split}_{name}/{m}": results[name][m]}, step=trainer.global_step)
+        self.results = results
+        return results
+
+    def _protocol_metrics(self, trainer: pl.Trainer) -> dict[str, Any]:
+        from pgpis.metrics.evaluate import evaluate_deepfashion
+
+        root = getattr(getattr(trainer.datamodule, "hparams", {}), "get", lambda *_: None)("root")
+        if root is None:
+            raise ValueError("DDIMInference: protocol evaluation needs a DeepFashion DataModule with a `root`")
+        split = "test" if self.split == "test" else "train"
+        return evaluate_deepfashion(root, split, self.output_dir, self.protocol, allow_missing=True).to_dict()
