@@ -17,7 +17,7 @@ from typing import Sequence
 from pgpis.errors import DataFormatError
 from pgpis.metrics.protocols import PROTOCOLS
 
-DATASETS = ("deepfashion",)
+DATASETS = ("deepfashion", "phoenix")  # phoenix: pgpis/metrics/phoenix_cli.py
 DEFAULT_CACHE = Path(os.environ.get("PGPIS_FID_CACHE", Path.home() / ".cache" / "pgpis" / "fid-stats"))
 
 
@@ -41,17 +41,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alexnet-weights", default=None, help="alexnet-owt-7be5be79.pth for LPIPS")
     p.add_argument("--inception-weights", default=None, help="the protocol's FID Inception weight file")
     p.add_argument("--name", default=None, help="method name in the printed table (default: the folder name)")
+    p.add_argument("--make-copy-source", action="store_true",
+                   help="first write the copy-the-source baseline into --generated (each target replaced by its "
+                        "source, PIL-bicubic resized to the protocol size), then evaluate it")
     return p
 
 
+def _write_copy_source(args: argparse.Namespace) -> None:
+    from pgpis.data.layouts import read_deepfashion_index
+    from pgpis.metrics.pairs import copy_source
+    from pgpis.metrics.protocols import get_protocol
+
+    index = read_deepfashion_index(args.root, check_images="none")
+    copy_source(index.pairs.get(args.split, []), index.image_path, args.generated, size=get_protocol(args.protocol).size)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "phoenix" in (argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--dataset") or "--dataset=phoenix" in argv:
+        from pgpis.metrics.phoenix_cli import main as phoenix_main
+
+        return phoenix_main(argv)
+    args = build_parser().parse_args(argv)
     from pgpis.metrics.evaluate import WeightPaths, evaluate_deepfashion
 
     def log(msg: str) -> None:
         print(f"[pgpis evaluate] {msg}", file=sys.stderr)
 
     try:
+        if args.make_copy_source:
+            _write_copy_source(args)
+            log(f"wrote the copy-the-source baseline to {args.generated}")
         result = evaluate_deepfashion(
             args.root, args.split, args.generated, args.protocol,
             allow_missing=args.allow_missing, batch_size=args.batch_size, device=args.device,

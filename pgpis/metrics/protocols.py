@@ -94,3 +94,5 @@ register_protocol(Protocol(
     f"{_DF} at 512x352; FID with torchvision's Inception-v3 as in the PIDM/CFLD/FPDM evaluation code.",
     fid_extractor="torchvision",
 ))
+
+from pgpis.metrics import phoenix_protocol  # noqa: E402,F401  (registers phoenix-260x210)

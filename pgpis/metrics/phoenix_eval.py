@@ -1,0 +1,215 @@
+"""Scoring generated Phoenix14T frames: full-frame SSIM / FID plus Hand SSIM and Hand PE.
+
+The standard metrics come from :func:`pgpis.metrics.evaluate.evaluate_pairs`
+(same resize, SSIM variants and FID plumbing as DeepFashion); the hand metrics
+need the ground-truth keypoints of every target frame, which only the Phoenix
+index knows, so they are computed here with :mod:`pgpis.metrics.hands`.
+
+Pairs follow the test protocol of :class:`pgpis.data.phoenix.PhoenixDataModule`:
+for each video of the split, its first frame as source and every frame as
+target, generated files named ``<source stem>_to_<target stem>.png`` with the
+DataModule's flat frame names (``<video>_images0001.png``). FID's real sets:
+``fid`` = all training frames, ``fid_test`` = the split's target frames.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+
+from pgpis.data import keypoints as kpt
+from pgpis.data.phoenix_layout import FRAME_SIZE, PhoenixIndex, PhoenixVideo, keypoints_with_missing, read_phoenix_index
+from pgpis.errors import DataFormatError, Problem
+from pgpis.metrics.evaluate import EvaluationResult, evaluate_pairs
+from pgpis.metrics.hands import NO_ESTIMATOR, HandKeypointEstimator, HandPE, HandSSIM
+from pgpis.metrics.images import load_resized, stack01
+from pgpis.metrics.pairs import EvalPair, copy_source, match_generated, missing_error
+from pgpis.metrics.phoenix_protocol import PHOENIX_METRICS, PHOENIX_PROTOCOL_NAME
+from pgpis.metrics.protocols import Protocol, get_protocol
+from pgpis.metrics.states import my_batches
+
+Log = Callable[[str], None]
+SPLIT_ALIASES = {"val": "dev", "validation": "dev"}
+HAND_SCORE_THRESHOLD = 0.3
+
+
+def phoenix_split(split: str) -> str:
+    """Corpus split name ("val" is the DataModule's name for ``dev``)."""
+    return SPLIT_ALIASES.get(split, split)
+
+
+@dataclass(frozen=True)
+class PhoenixFrames:
+    """Frame name -> (video, frame index) of the splits read, and the evaluated split's pairs."""
+
+    frames: dict[str, tuple[PhoenixVideo, int]]
+    pairs: list[tuple[str, str]]
+    train: list[str]
+
+    def path(self, name: str) -> Path:
+        video, t = self.frames[name]
+        return video.frames[t]
+
+    def keypoints(self, name: str) -> np.ndarray:
+        """``[133, 3]`` (x, y, score) in the 210x260 frame."""
+        video, t = self.frames[name]
+        return video.keypoints[t]
+
+
+def first_frame_name_pairs(videos: Sequence[PhoenixVideo]) -> list[tuple[str, str]]:
+    """The test protocol as frame names: (first frame, every frame) of each video, in DataModule order."""
+    return [(v.frame_name(0), v.frame_name(t)) for v in videos for t in range(len(v))]
+
+
+def phoenix_frames(index: PhoenixIndex, split: str) -> PhoenixFrames:
+    """Names, pairs and the training frames (FID's real set) of a read index."""
+    frames: dict[str, tuple[PhoenixVideo, int]] = {}
+    for videos in index.videos.values():
+        for v in videos:
+            for t in range(len(v)):
+                frames[v.frame_name(t)] = (v, t)
+    train = [v.frame_name(t) for v in index.videos.get("train", []) for t in range(len(v))]
+    return PhoenixFrames(frames, first_frame_name_pairs(index.videos.get(split, [])), train)
+
+
+def read_phoenix_frames(root: str | os.PathLike, split: str,
+                        keypoints: str | os.PathLike | Sequence[str | os.PathLike] | None = None) -> PhoenixFrames:
+    """Read the split (and ``train``, for FID) of a Phoenix copy; a split without videos is an error."""
+    split = phoenix_split(split)
+    index = read_phoenix_index(root, splits=tuple(dict.fromkeys(("train", split))), keypoints=keypoints)
+    if not index.videos.get(split):
+        raise DataFormatError(Problem(str(index.root), f"split '{split}' has no videos",
+                                      "use --split test, dev or train (the corpus CSVs of the Phoenix copy)"))
+    return phoenix_frames(index, split)
+
+
+# --------------------------------------------------------------------------- hand metrics
+def target_hand_keypoints(frames: PhoenixFrames, names: Sequence[str], size: tuple[int, int],
+                          score_threshold: float = HAND_SCORE_THRESHOLD) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ground-truth ``[B, 133, 2]`` keypoints in `size` pixels (-1 below the threshold) and scores ``[B, 133]``."""
+    kps = [keypoints_with_missing(frames.keypoints(n), score_threshold) for n in names]
+    xy = np.stack([kpt.rescale_keypoints(k[:, :2], FRAME_SIZE, size) for k in kps])
+    return torch.from_numpy(xy), torch.from_numpy(np.stack([k[:, 2] for k in kps]))
+
+
+def hand_metrics(pairs: Sequence[EvalPair], frames: PhoenixFrames, protocol: Protocol, *,
+                 estimator: Optional[HandKeypointEstimator] = None, batch_size: int = 16,
+                 device: str | torch.device = "cpu",
+                 score_threshold: float = HAND_SCORE_THRESHOLD) -> tuple[dict[str, float | None], dict[str, str]]:
+    """(``{"hand_ssim", "hand_pe"}``, unavailable) over the pairs; summed over ranks under torch.distributed."""
+    dev = torch.device(device)
+    hssim = HandSSIM(score_threshold=score_threshold).to(dev)
+    hpe = HandPE(estimator, score_threshold=score_threshold).to(dev)
+    for batch in my_batches(len(pairs), batch_size):
+        chunk = [pairs[i] for i in batch]
+        gen = stack01([load_resized(p.generated, protocol.size) for p in chunk]).to(dev)
+        real = stack01([load_resized(p.target_path, protocol.size) for p in chunk]).to(dev)
+        xy, scores = target_hand_keypoints(frames, [p.target for p in chunk], protocol.size, score_threshold)
+        xy, scores = xy.to(dev), scores.to(dev)
+        hssim.update(gen, real, xy, scores)
+        hpe.update(gen.float(), real.float(), xy, scores)
+    metrics: dict[str, float | None] = {"hand_ssim": None, "hand_pe": None}
+    unavailable: dict[str, str] = {}
+    value = float(hssim.compute())
+    if math.isfinite(value):
+        metrics["hand_ssim"] = value
+    else:
+        unavailable["hand_ssim"] = "no ground-truth hand present (knuckle score >= 0.3) in the scored frames"
+    if estimator is None:
+        unavailable["hand_pe"] = NO_ESTIMATOR
+    else:
+        value = float(hpe.compute())
+        if math.isfinite(value):
+            metrics["hand_pe"] = value
+        else:
+            unavailable["hand_pe"] = "no hand keypoint counted (no ground-truth hand, or none found on the real frames)"
+    return metrics, unavailable
+
+
+# --------------------------------------------------------------------------- result
+class PhoenixEvaluationResult(EvaluationResult):
+    """:class:`EvaluationResult` with the Phoenix metric set (adds Hand SSIM / Hand PE, drops LPIPS)."""
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d["metrics"] = {k: self.metrics.get(k) for k in PHOENIX_METRICS}
+        d["unavailable"] = {k: v for k, v in self.unavailable.items() if k in PHOENIX_METRICS}
+        return d
+
+    def markdown_table(self, method: str = "generated", rows: Mapping[str, "PhoenixEvaluationResult"] | None = None) -> str:
+        """FPDM's Phoenix table (SSIM, Hand SSIM, Hand PE, FID) plus the extra columns; `rows` adds e.g. a baseline."""
+        cols = [("SSIM", "ssim", 4), ("SSIM (gaussian)", "ssim_gaussian", 4), ("Hand SSIM", "hand_ssim", 4),
+                ("Hand PE", "hand_pe", 2), ("FID", "fid", 3), ("FID_test", "fid_test", 3), ("PSNR", "psnr", 3)]
+        results = {method: self, **(rows or {})}
+
+        def cell(r: EvaluationResult, key: str, digits: int) -> str:
+            return f"{r.metrics[key]:.{digits}f}" if r.metrics.get(key) is not None else "n/a"
+
+        lines = ["| Method | " + " | ".join(c for c, _, _ in cols) + " |", "|---|" + "---:|" * len(cols)]
+        lines += [f"| {name} | " + " | ".join(cell(r, k, d) for _, k, d in cols) + " |" for name, r in results.items()]
+        lines += ["", f"Protocol `{self.protocol.name}`: {self.protocol.description} {self.n_pairs} pairs."]
+        by_reason: dict[str, list[str]] = {}
+        for name, r in results.items():
+            for k, why in r.unavailable.items():
+                if k in PHOENIX_METRICS:
+                    by_reason.setdefault(why, []).append(k if len(results) == 1 else f"{k} ({name})")
+        lines += [f"- n/a {', '.join(ks)}: {why}" for why, ks in by_reason.items()]
+        return "\n".join(lines)
+
+
+def evaluate_phoenix(
+    root: str | os.PathLike,
+    split: str,
+    generated_dir: str | os.PathLike,
+    protocol: str | Protocol = PHOENIX_PROTOCOL_NAME,
+    *,
+    keypoints: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    hand_estimator: Optional[HandKeypointEstimator] = None,
+    allow_missing: bool = False,
+    frames: Optional[PhoenixFrames] = None,
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+    log: Optional[Log] = None,
+    **kwargs,
+) -> PhoenixEvaluationResult:
+    """Score ``generated_dir`` against the split's first-frame protocol (SSIM, Hand SSIM, Hand PE, FID).
+
+    `kwargs` go to :func:`pgpis.metrics.evaluate.evaluate_pairs` (``fid_extractor``,
+    ``weights``, ``fid_cache_dir``). Hand PE is unavailable (with the reason) without
+    `hand_estimator`. Missing files raise a DataFormatError listing them unless `allow_missing`.
+    """
+    protocol = get_protocol(protocol)
+    frames = frames or read_phoenix_frames(root, split, keypoints)
+    matching = match_generated(generated_dir, frames.pairs, frames.path)
+    if matching.missing and not allow_missing:
+        raise missing_error(generated_dir, matching, len(frames.pairs))
+    if log and matching.unexpected:
+        log(f"{len(matching.unexpected)} file(s) in {generated_dir} match no pair and are ignored: "
+            + ", ".join(matching.unexpected[:10]) + (" ..." if len(matching.unexpected) > 10 else ""))
+    real_sets = {"fid": [frames.path(n) for n in frames.train],
+                 "fid_test": sorted({frames.path(t) for _, t in frames.pairs})}
+    kwargs.setdefault("lpips_net", None)  # not part of the Phoenix protocol
+    metrics, unavailable = evaluate_pairs(matching.found, protocol, real_sets, batch_size=batch_size, device=device,
+                                          log=log, **kwargs)
+    hands, hands_na = hand_metrics(matching.found, frames, protocol, estimator=hand_estimator,
+                                   batch_size=batch_size, device=device)
+    metrics.update(hands)
+    unavailable.update(hands_na)
+    return PhoenixEvaluationResult(protocol, len(matching.found), metrics, unavailable,
+                                   n_expected=len(frames.pairs) - len(matching.duplicates),
+                                   missing=matching.missing, unexpected=matching.unexpected)
+
+
+def copy_first_frame(frames: PhoenixFrames, out_dir: str | os.PathLike) -> Path:
+    """Write the copy-the-first-frame baseline (every target replaced by its video's first frame)."""
+    return copy_source(frames.pairs, frames.path, out_dir)
+
+
+__all__ = ["PhoenixFrames", "PhoenixEvaluationResult", "copy_first_frame", "evaluate_phoenix",
+           "first_frame_name_pairs", "hand_metrics", "phoenix_frames", "phoenix_split", "read_phoenix_frames",
+           "target_hand_keypoints"]
