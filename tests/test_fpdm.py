@@ -143,6 +143,12 @@ def test_dropped_conditions_are_the_documented_nulls():
         torch.testing.assert_close(d(x, t, cond, keep_all(False)), d(x, t, null, keep_all(True)))
 
 
+def test_frozen_encoders_are_in_eval_mode_from_construction():
+    d = tiny_denoiser()  # Lightning 2.6 does not call train() at fit start: the built modes are the ones used
+    assert not any(m.training for enc in d.frozen_modules() for m in enc.modules())
+    assert d.unet.training and d.pose_encoder.training and d.source_projection.training
+
+
 def test_encode_conditions_runs_frozen_encoders_without_grad_in_eval_mode():
     d = tiny_denoiser().train()
     calls = []

@@ -78,6 +78,7 @@ class FrozenDinoV2Tokens(nn.Module):
                              f"the paper uses 512x512 with patch 14 -> choose a multiple of {patch}")
         self.preprocess = dinov2_preprocess(self.size)
         self.hidden_size = int(self.model.config.hidden_size)
+        self.eval()
 
     def train(self, mode: bool = True) -> "FrozenDinoV2Tokens":
         return super().train(False)
@@ -221,6 +222,7 @@ class FPDMDenoiser(ConditionalDenoiser):
         self.unet.conv_in.register_forward_hook(self._add_pose_residual)
         if gradient_checkpointing:
             self.enable_gradient_checkpointing()
+        self.train()  # Lightning 2.6 keeps modules in the mode they were built in: trainable parts train, frozen stay eval
 
     # ------------------------------------------------------------------ module plumbing
     def frozen_modules(self) -> list[nn.Module]:
