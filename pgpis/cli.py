@@ -19,7 +19,7 @@ TOOLS: dict[str, str] = {
     "evaluate": "pgpis.metrics.cli:main",
     "export": "pgpis.inference.cli:export_main",
     "generate": "pgpis.inference.cli:generate_main",
-    "animate": "pgpis.inference.cli:animate_main",
+    "animate": "pgpis.inference.animate:main",
     "report": "pgpis.report:main",
 }
 

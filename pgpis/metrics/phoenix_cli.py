@@ -61,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                   fid_cache_dir=args.fid_real_cache or None)
     try:
         frames = read_phoenix_frames(args.root, args.split, args.keypoints)
+        if getattr(args, "make_copy_source", False):  # the shared flag: here the copy-the-first-frame baseline
+            copy_first_frame(frames, args.generated)
+            log(f"wrote the copy-the-first-frame baseline to {args.generated}")
         result = evaluate_phoenix(args.root, args.split, args.generated, frames=frames,
                                   allow_missing=args.allow_missing, **common)
         rows = {}

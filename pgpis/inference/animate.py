@@ -1,0 +1,310 @@
+"""`pgpis animate`: a clip of one source person following a pose sequence (e.g. a Phoenix14T signer).
+
+Every frame is generated from the same source image and the *same initial
+noise* (one seed for all frames), so what changes from frame to frame is only
+the pose: appearance and background do not flicker the way they would with a
+fresh noise sample per frame. Poses are rendered exactly as the DataModule
+renders them in training (whole-body COCO-133 like ``PhoenixDataset.render``,
+or OpenPose-18), at the image size and at every encoder input size.
+
+Pose sequences: ``.npz`` / ``.npy`` arrays ``[T, K, 2|3]`` (x, y[, score]) with
+K = 133 (COCO-WholeBody) or 18 (OpenPose), in pixels of ``pose_frame``
+(default the Phoenix frame 260x210, h x w); a Phoenix keypoint container
+(``{"<split>/<video>": [T, 133, 3]}`` .npz, or a pickle read with the
+restricted unpickler) with ``video=`` picking the entry when it holds several.
+Frames without any detection (all scores 0) repeat the previous detected pose.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pgpis.data import keypoints as kpt
+from pgpis.data.phoenix_layout import FRAME_SIZE
+from pgpis.errors import DataFormatError, Problem
+
+Size = tuple[int, int]  # (h, w)
+VIDEO_SUFFIXES = (".gif", ".mp4")
+SPECS = {kpt.COCO_WHOLEBODY_133.num_points: kpt.COCO_WHOLEBODY_133, kpt.OPENPOSE_18.num_points: kpt.OPENPOSE_18}
+
+
+# --------------------------------------------------------------------------- poses
+@dataclass(frozen=True)
+class SequencePose:
+    """One frame's pose, with the ``render`` / ``keypoints_at`` interface :meth:`Pipeline.make_batch` uses."""
+
+    keypoints: np.ndarray  # float32 [K, 2] in `frame` pixels, -1 missing (below the score threshold)
+    scores: Optional[np.ndarray]  # float32 [K] or None
+    frame: Size
+    spec: kpt.KeypointSpec
+    score_threshold: float = 0.3
+    draw_face: bool = False
+
+    def keypoints_at(self, size: Size) -> np.ndarray:
+        return kpt.rescale_keypoints(self.keypoints, self.frame, size)
+
+    def render(self, size: Size) -> Image.Image:
+        img = kpt.render_pose(self.keypoints_at(size), size, self.spec, scores=self.scores,
+                              score_threshold=self.score_threshold, draw_face=self.draw_face)
+        return Image.fromarray(img)
+
+
+def _pick(arrays: dict[str, np.ndarray], video: Optional[str], path: Path) -> np.ndarray:
+    if video is not None:
+        for key in (video, video.strip("/")):
+            if key in arrays:
+                return arrays[key]
+        ends = [k for k in arrays if k.endswith("/" + video)]
+        if len(ends) == 1:
+            return arrays[ends[0]]
+        raise DataFormatError(Problem(str(path), f"no pose sequence named '{video}'",
+                                      f"use one of: {', '.join(sorted(arrays)[:8])}{' ...' if len(arrays) > 8 else ''}"))
+    if len(arrays) != 1:
+        raise DataFormatError(Problem(str(path), f"{len(arrays)} pose sequences in the file; cannot tell which is meant",
+                                      "pass --video NAME (e.g. test/<video>), or keep one array in the file"))
+    return next(iter(arrays.values()))
+
+
+def read_pose_sequence(path: Union[str, os.PathLike], video: Optional[str] = None) -> np.ndarray:
+    """``float32 [T, K, 3]`` (x, y, score; score 1 when the file has none) from a pose-sequence file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(Problem(str(path), "pose-sequence file does not exist",
+                                      "give a .npz/.npy of [T, 133|18, 2|3] keypoints or a Phoenix keypoint file"))
+    if path.suffix in (".npz", ".npy"):
+        try:
+            loaded = np.load(path, allow_pickle=False)
+            arrays = {k: loaded[k] for k in loaded.files} if path.suffix == ".npz" else {"": loaded}
+        except (OSError, ValueError) as err:
+            raise DataFormatError(Problem(str(path), f"not a readable numpy file without pickles ({err})",
+                                          "save the keypoints with numpy.savez / numpy.save")) from None
+    else:  # Phoenix pickle containers, through the restricted unpickler
+        from pgpis.data.phoenix_keypoints import read_keypoint_file
+
+        arrays = read_keypoint_file(path)
+    arr = np.asarray(_pick(arrays, video, path), dtype=np.float32)
+    if arr.ndim != 3 or arr.shape[1] not in SPECS or arr.shape[2] not in (2, 3) or len(arr) == 0:
+        raise DataFormatError(Problem(str(path), f"pose sequence has shape {list(arr.shape)}",
+                                      "expected [T, 133, 3] (COCO-WholeBody x, y, score) or [T, 18, 2|3] (OpenPose), T >= 1"))
+    if arr.shape[2] == 2:
+        missing = (arr == kpt.MISSING).all(-1, keepdims=True)
+        arr = np.concatenate([arr, np.where(missing, 0.0, 1.0).astype(np.float32)], axis=-1)
+    return arr
+
+
+def sequence_poses(seq: np.ndarray, frame: Size = FRAME_SIZE, score_threshold: float = 0.3,
+                   draw_face: bool = False) -> tuple[list[SequencePose], int]:
+    """One :class:`SequencePose` per frame, and how many undetected frames repeat the previous pose."""
+    spec = SPECS[seq.shape[1]]
+    poses: list[SequencePose] = []
+    held, last = 0, None
+    for kp in seq:
+        detected = bool((kp[:, 2] >= score_threshold).any())
+        if not detected and last is not None:
+            poses.append(last)
+            held += 1
+            continue
+        xy = kp[:, :2].copy()
+        xy[kp[:, 2] < score_threshold] = kpt.MISSING
+        last = SequencePose(xy, kp[:, 2].copy(), tuple(frame), spec, score_threshold, draw_face)
+        poses.append(last)
+    return poses, held
+
+
+# --------------------------------------------------------------------------- generation
+def animate_frames(pipe, source: Union[Image.Image, str, os.PathLike], poses: Sequence[SequencePose], *,
+                   seed: int = 0, batch_size: int = 8, guidance=None, steps: Optional[int] = None,
+                   scheduler: Optional[str] = None, progress: bool = True,
+                   on_frame: Optional[Callable[[int, Image.Image], None]] = None) -> list[Image.Image]:
+    """Frames of `source` in each pose, all from the same initial noise (`seed`), in batches of `batch_size`."""
+    from pgpis.inference.pipeline import _to_pil
+
+    policy, sampler = pipe.guidance_policy(guidance), pipe.sampler(steps, scheduler)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(poses), desc="animate", unit="frame")
+    frames: list[Image.Image] = []
+    with torch.no_grad():
+        for start in range(0, len(poses), batch_size):
+            chunk = list(poses[start:start + batch_size])
+            batch = pipe.make_batch([source] * len(chunk), chunk)
+            with pipe._autocast():
+                images = pipe.module.generate(batch, guidance=policy, sampler=sampler, seeds=[seed] * len(chunk))
+            for img in images:
+                frames.append(_to_pil(img))
+                if on_frame is not None:
+                    on_frame(len(frames) - 1, frames[-1])
+            if bar is not None:
+                bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    return frames
+
+
+# --------------------------------------------------------------------------- writing
+def mp4_backend() -> Optional[str]:
+    """"imageio-ffmpeg" or "av" when one is installed, else None."""
+    import importlib.util
+
+    for module, name in (("imageio_ffmpeg", "imageio-ffmpeg"), ("av", "av")):
+        if importlib.util.find_spec(module) is not None:
+            return name
+    return None
+
+
+MP4_MISSING = ("writing .mp4 needs imageio-ffmpeg or PyAV, neither is installed: `pip install imageio-ffmpeg` "
+               "(or `pip install av`), or write a .gif (always available, via PIL)")
+
+
+def write_clip(frames: Sequence[Image.Image], out: Union[str, os.PathLike], fps: float = 25.0) -> Path:
+    """A GIF (PIL, always) or an MP4 (imageio-ffmpeg or PyAV; a clear error when neither is installed)."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise ValueError(f"{out}: unknown clip type '{suffix}'; use .gif or .mp4")
+    if not frames:
+        raise ValueError("write_clip: no frames")
+    if suffix == ".mp4" and mp4_backend() is None:
+        raise RuntimeError(MP4_MISSING)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rgb = [f.convert("RGB") for f in frames]
+    if suffix == ".gif":
+        rgb[0].save(out, save_all=True, append_images=rgb[1:], duration=max(1, round(1000 / fps)), loop=0,
+                    optimize=False)
+        return out
+    if mp4_backend() == "imageio-ffmpeg":
+        import imageio.v2 as imageio
+
+        with imageio.get_writer(out, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
+                                macro_block_size=2) as writer:
+            for f in rgb:
+                writer.append_data(np.asarray(_even(f)))
+        return out
+    import av
+
+    with av.open(str(out), mode="w") as container:
+        stream = container.add_stream("libx264", rate=round(fps))
+        first = _even(rgb[0])
+        stream.width, stream.height, stream.pix_fmt = first.width, first.height, "yuv420p"
+        for f in rgb:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.asarray(_even(f)), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return out
+
+
+def _even(img: Image.Image) -> Image.Image:
+    """yuv420p needs even sides: pad by one black row/column where odd."""
+    w, h = img.size
+    if w % 2 == 0 and h % 2 == 0:
+        return img
+    canvas = Image.new("RGB", (w + w % 2, h + h % 2))
+    canvas.paste(img)
+    return canvas
+
+
+# --------------------------------------------------------------------------- loading and CLI
+def load_for_animation(path: Union[str, os.PathLike], *, device=None, dtype=None, fusion_model=None):
+    """(Pipeline, the DataModule's settings) -- the settings say how poses were rendered in training."""
+    from pgpis.inference.pipeline import Pipeline, load_pipeline
+
+    path = Path(path)
+    if path.is_file():
+        from pgpis.inference.checkpoint import module_from_checkpoint
+
+        module, config, data, ema = module_from_checkpoint(path, fusion_model=fusion_model)
+        if data.get("image_size") is None:
+            raise DataFormatError(Problem(str(path), "the checkpoint has no DataModule settings (data.image_size)",
+                                          "use a checkpoint written by `pgpis fit` with a DataModule"))
+        pipe = Pipeline(module, data["image_size"], data.get("encoder_inputs") or {}, ema=ema, config=config,
+                        device=device, dtype=dtype)
+        return pipe, data
+    return load_pipeline(path, device=device, dtype=dtype, fusion_model=fusion_model), {}
+
+
+def build_parser():
+    import argparse
+
+    p = argparse.ArgumentParser(
+        prog="pgpis animate",
+        description="A clip of the source person following a pose sequence (e.g. a Phoenix14T signer from one frame) "
+                    "with a trained FPDM (or TruePose) model; the initial noise is the same for every frame.")
+    p.add_argument("--checkpoint", required=True, help="`pgpis fit` checkpoint (.ckpt) or `pgpis export` folder")
+    p.add_argument("--source", required=True, help="source frame (e.g. images0001.png of a Phoenix video)")
+    p.add_argument("--poses", required=True, help=".npz/.npy [T, 133|18, 2|3] keypoints, or a Phoenix keypoint file")
+    p.add_argument("--video", default=None, help="entry of --poses to use when it holds several (e.g. test/<video>)")
+    p.add_argument("--out", required=True, help="clip.gif (always available) or clip.mp4 (needs imageio-ffmpeg or av)")
+    p.add_argument("--pose-frame", type=int, nargs=2, default=list(FRAME_SIZE), metavar=("H", "W"),
+                   help="frame the keypoints are in (default: the Phoenix frame %(default)s)")
+    p.add_argument("--max-frames", type=int, default=None, help="only the first N poses")
+    p.add_argument("--fps", type=float, default=25.0, help="clip frame rate (Phoenix: 25)")
+    p.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="resize the clip's frames (PIL bicubic), e.g. 260 210 for Phoenix's frame size")
+    p.add_argument("--frames-dir", default=None, help="also write every frame as frame0001.png ... there")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial noise shared by all frames")
+    p.add_argument("--guidance", type=float, nargs="+", default=None, help="CFG scale, or FPDM's 'W_S W_F'")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's sampler)")
+    p.add_argument("--scheduler", default=None, help="diffusers scheduler class, e.g. DDIMScheduler")
+    p.add_argument("--batch-size", type=int, default=8, help="frames per denoiser batch")
+    p.add_argument("--score-threshold", type=float, default=None,
+                   help="drop keypoints below this score (default: the training DataModule's, else 0.3)")
+    p.add_argument("--draw-face", action=argparse.BooleanOptionalAction, default=None,
+                   help="draw the 68 face points (default: as in training)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--fusion-model", default=None, help="FPDM checkpoints: the IPF export folder if it moved")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`pgpis animate` (registered in :data:`pgpis.cli.TOOLS`)."""
+    import sys
+
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    out = Path(args.out)
+    if out.suffix.lower() not in VIDEO_SUFFIXES:
+        print(f"pgpis animate: --out {out}: use a .gif or .mp4 file name", file=sys.stderr)
+        return 2
+    if out.suffix.lower() == ".mp4" and mp4_backend() is None:
+        print(f"pgpis animate: {MP4_MISSING}", file=sys.stderr)
+        return 2
+    try:
+        seq = read_pose_sequence(args.poses, args.video)
+        pipe, data = load_for_animation(args.checkpoint, device=args.device, fusion_model=args.fusion_model)
+    except DataFormatError as err:
+        print(f"pgpis animate: {err}", file=sys.stderr)
+        return 2
+    threshold = args.score_threshold if args.score_threshold is not None else float(data.get("score_threshold", 0.3))
+    draw_face = args.draw_face if args.draw_face is not None else bool(data.get("draw_face", False))
+    poses, held = sequence_poses(seq[:args.max_frames], tuple(args.pose_frame), threshold, draw_face)
+    if held:
+        print(f"pgpis animate: {held} of {len(poses)} frames have no detection and repeat the previous pose",
+              file=sys.stderr)
+    frames_dir = Path(args.frames_dir) if args.frames_dir else None
+    if frames_dir is not None:
+        frames_dir.mkdir(parents=True, exist_ok=True)
+    size = tuple(args.size) if args.size else None
+
+    def finish(i: int, img: Image.Image) -> None:
+        if frames_dir is not None:
+            img.save(frames_dir / f"frame{i + 1:04d}.png")
+
+    guidance = None if args.guidance is None else (args.guidance[0] if len(args.guidance) == 1 else args.guidance)
+    frames = animate_frames(pipe, args.source, poses, seed=args.seed, batch_size=args.batch_size, guidance=guidance,
+                            steps=args.steps, scheduler=args.scheduler, on_frame=finish)
+    if size is not None:
+        frames = [f.resize((size[1], size[0]), Image.BICUBIC) for f in frames]
+    write_clip(frames, out, args.fps)
+    print(f"wrote {out} ({len(frames)} frames at {args.fps:g} fps, {frames[0].width}x{frames[0].height} w x h)")
+    return 0
+
+
+__all__ = ["SequencePose", "animate_frames", "mp4_backend", "read_pose_sequence", "sequence_poses", "write_clip", "load_for_animation", "main"]
