@@ -67,6 +67,12 @@ evaluate: data ## score GENERATED=DIR under EVAL_PROTOCOL (default: copy-source 
 	$(PGPIS) evaluate --dataset deepfashion --root $(DATA_ROOT) --split $(EVAL_SPLIT) --protocol $(EVAL_PROTOCOL) \
 	  --out outputs/metrics.json $(if $(GENERATED),--generated $(GENERATED),--generated outputs/copy_source --make-copy-source) $(ARGS)
 
+.PHONY: notebooks
+notebooks: demo ## execute the exploration notebooks on the demo checkpoints (outputs/ldm, outputs/truepose) -> outputs/notebooks/
+	mkdir -p outputs/notebooks && cp notebooks/explore_fpdm.ipynb notebooks/explore_truepose.ipynb outputs/notebooks/
+	MPLBACKEND= $(VENV)/bin/jupyter execute --inplace --timeout=3600 outputs/notebooks/explore_fpdm.ipynb outputs/notebooks/explore_truepose.ipynb
+	@echo "notebooks: executed copies with figures in outputs/notebooks/"
+
 bench: $(STAMP) ## benchmarks (print measured figures and ratios)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
