@@ -56,6 +56,13 @@ def _worker(rank: int, world: int, init_file: str, root: str, generated: str, ca
         for batch in my_batches(7, 2):  # 4 batches over 2 ranks
             local.update(torch.tensor(list(batch)), x=torch.tensor([float(i) for i in batch]))
         gathered = local.compute()
+        lonely = IndexedValues(["x"], vector_dims={"f": 3})  # one batch for two ranks: rank 1 has no work
+        for batch in my_batches(2, 4):
+            lonely.update(torch.tensor(list(batch)), x=torch.ones(len(batch)), f=torch.ones(len(batch), 3))
+        if not my_batches(2, 4):
+            lonely.update_empty()
+        lonely_out = lonely.compute()
+        assert lonely_out["index"].tolist() == [0, 1] and lonely_out["f"].shape == (2, 3)
         result = _evaluate(root, generated, cache)
         result["_gathered_index"] = gathered["index"].tolist()
         Path(out, f"rank{rank}.json").write_text(json.dumps(result))
