@@ -306,6 +306,33 @@ def test_protocol_presets_and_unknown_name():
         get_protocol("deepfashion-999")
 
 
+def test_in_loop_metric_equals_folder_evaluation(paired_folder, tmp_path):
+    from pgpis.metrics.images import tensor_to_uint8
+    from pgpis.metrics.paired import PairedImageMetrics
+
+    root, pairs, _ = paired_folder
+    targets = torch.stack([torch.from_numpy(load_resized(root / "images" / t, SMALL.size)).permute(2, 0, 1) for _, t in pairs])
+    targets = targets.float() / 127.5 - 1  # as the DataModule makes them
+    gen = torch.from_numpy(smooth_images(len(pairs), SMALL.size, seed=9)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    gen = gen + 0.01 * torch.randn(gen.shape, generator=torch.Generator().manual_seed(0))  # off the uint8 grid
+    out = tmp_path / "gen"
+    out.mkdir()
+    for (s, t), g in zip(pairs, gen):
+        Image.fromarray(tensor_to_uint8(g)).save(out / generated_name(s, t))
+    torch.manual_seed(0)
+    net = build_lpips(random_backbone=True)
+    folder = evaluate_folder(out, pairs, lambda n: root / "images" / n, SMALL, lpips_net=net, fid_extractor=None,
+                             batch_size=4)
+    metric = PairedImageMetrics(SMALL, lpips_net=net)
+    metric.update(gen[6:], targets[6:], torch.arange(6, 10))  # order and batching do not matter
+    metric.update(gen[:6], targets[:6], torch.arange(6))
+    in_loop = {k: v.item() for k, v in metric.compute().items()}
+    for k in ("ssim", "ssim_gaussian", "psnr"):
+        assert in_loop[k] == folder.metrics[k]
+    assert in_loop["lpips"] == pytest.approx(folder.metrics["lpips"], rel=1e-6)  # batch composition differs
+    assert not any("lpips" in k or "net" in k for k in metric.state_dict())
+
+
 @pytest.mark.slow
 def test_torchvision_inception_reproduces_reference_forward():
     """Our legacy extractor equals the FPDM/PIDM forward_inception (in-place channel transform) on [0,1] input."""

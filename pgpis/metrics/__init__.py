@@ -7,6 +7,7 @@ The main entry points are re-exported lazily so that importing one submodule
 - :func:`copy_source`, :func:`match_generated` (``pairs``)
 - :class:`Protocol`, :data:`PROTOCOLS`, :func:`get_protocol`, :func:`register_protocol` (``protocols``)
 - :func:`ssim_window`, :func:`ssim_gaussian` (``ssim``), :func:`build_lpips` (``lpips_net``)
+- :class:`PairedImageMetrics` (``paired``): the same per-pair metrics as a torchmetrics Metric for Lightning
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ _EXPORTS = {
     "Protocol": "protocols", "PROTOCOLS": "protocols", "get_protocol": "protocols", "register_protocol": "protocols",
     "ssim_window": "ssim", "ssim_gaussian": "ssim", "psnr": "psnr", "build_lpips": "lpips_net",
     "CleanFidExtractor": "fid", "TorchvisionInceptionExtractor": "fid", "frechet_distance": "fid",
-    "IndexedValues": "states",
+    "IndexedValues": "states", "PairedImageMetrics": "paired", "tensor_to_uint8": "images",
 }
 __all__ = sorted(_EXPORTS)
 

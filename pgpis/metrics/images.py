@@ -23,10 +23,28 @@ def load_resized(path: str | Path, size: tuple[int, int]) -> np.ndarray:
     except (OSError, ValueError) as err:
         raise DataFormatError(Problem(str(path), f"cannot be read as an image ({err})",
                                       "regenerate or remove the file")) from err
+    return resize_pil(rgb, size)
+
+
+def resize_pil(image: Image.Image | np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 [H, W, 3] of an RGB image at `size` (h, w), PIL bicubic (no-op at the same size)."""
+    img = Image.fromarray(image) if isinstance(image, np.ndarray) else image
     h, w = size
-    if rgb.size != (w, h):
-        rgb = rgb.resize((w, h), Image.BICUBIC)
-    return np.asarray(rgb, dtype=np.uint8)
+    if img.size != (w, h):
+        img = img.resize((w, h), Image.BICUBIC)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
+    """uint8 [H, W, 3] of a [3, H, W] image in [-1, 1] (the repo convention); write generated PNGs with this.
+
+    Saving through this and re-reading the PNG gives back the same array, so
+    in-loop metrics (:mod:`pgpis.metrics.paired`) equal `pgpis evaluate` on the files.
+    """
+    if x.ndim != 3 or x.shape[0] != 3:
+        raise ValueError(f"expected a [3, H, W] image, got shape {tuple(x.shape)}")
+    u8 = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return u8.permute(1, 2, 0).cpu().numpy()
 
 
 def stack01(arrays: Sequence[np.ndarray], dtype: torch.dtype = torch.float64) -> torch.Tensor:
