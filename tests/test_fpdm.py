@@ -246,6 +246,8 @@ def test_configuration_errors_say_what_to_fix(tmp_path):
         tiny_denoiser("ipf", fusion_model=str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="fusion='none'"):
         tiny_denoiser("none", fusion_model=str(tmp_path))
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['resolution'\] in model.denoiser.init_args.source_encoder"):
+        FPDMDenoiser(source_encoder={"preset": "tiny", "resolution": 64}, fusion="none")
     d = tiny_denoiser()
     batch = tiny_batch()
     del batch["dino_source"]

@@ -54,6 +54,8 @@ def test_bad_configs_are_named():
         build_unet("sd3")
     with pytest.raises(ValueError, match="norm_num_groups"):
         build_unet("tiny", norm_num_groups=7)
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['cross_attn_dim'\]"):
+        build_unet("tiny", cross_attn_dim=16)
 
 
 def test_gradient_checkpointing_switch():

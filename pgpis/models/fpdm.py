@@ -132,6 +132,18 @@ def _embed_dim(module: nn.Module, explicit: int | None, what: str) -> int:
                      "`embed_dim`); set model.denoiser.init_args.fusion_dim")
 
 
+def _checked(spec: Optional[Mapping[str, Any]], target: type, key: str) -> dict[str, Any]:
+    """`spec` as kwargs of `target`, with unknown keys named (rather than a bare TypeError)."""
+    import inspect
+
+    spec = dict(spec or {})
+    known = set(inspect.signature(target.__init__).parameters) - {"self"}
+    unknown = sorted(set(spec) - known)
+    if unknown:
+        raise ValueError(f"FPDMDenoiser: unknown key(s) {unknown} in model.denoiser.init_args.{key}; use {sorted(known)}")
+    return spec
+
+
 def build_fusion_encoder(kind: FusionKind, fusion_model: Union[str, os.PathLike, nn.Module, None],
                          clip_encoder: Optional[Mapping[str, Any]]) -> Optional[nn.Module]:
     """The frozen module that gives the fusion-group embedding for ablation row `kind`."""
@@ -203,7 +215,7 @@ class FPDMDenoiser(ConditionalDenoiser):
                 f"FPDMDenoiser: the fusion embedding enters through class_embed_type='identity', but the UNet config "
                 f"has class_embed_type={self.unet.config.class_embed_type!r}; remove it from model.denoiser.init_args.unet"
             )
-        self.source_encoder = FrozenDinoV2Tokens(**dict(source_encoder or {}))
+        self.source_encoder = FrozenDinoV2Tokens(**_checked(source_encoder, FrozenDinoV2Tokens, "source_encoder"))
         cross_dim = int(self.unet.config.cross_attention_dim)
         self.source_projection = SourceProjection(self.source_encoder.hidden_size, cross_dim)
         self.null_source = nn.Parameter(torch.zeros(1, 1, cross_dim))

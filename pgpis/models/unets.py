@@ -84,10 +84,26 @@ UNET_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+#: ``from_pretrained`` options that are not architecture keys
+_LOADING_KEYS = {"ignore_mismatched_sizes", "low_cpu_mem_usage", "torch_dtype", "variant", "revision", "use_safetensors"}
+
+
+def _check_keys(overrides: Mapping[str, Any]) -> None:
+    """Name an unknown key before diffusers' bare "unexpected keyword argument"."""
+    import inspect
+
+    known = set(inspect.signature(UNet2DConditionModel.__init__).parameters) - {"self"}
+    unknown = sorted(set(overrides) - known - _LOADING_KEYS)
+    if unknown:
+        raise ValueError(f"UNet config: unknown key(s) {unknown}; use UNet2DConditionModel arguments "
+                         "(e.g. in_channels, class_embed_type, cross_attention_dim) or preset / pretrained / subfolder")
+
+
 def unet_config(preset: str, **overrides: Any) -> dict[str, Any]:
     """The keyword arguments of `preset` with `overrides` applied (a fresh dict)."""
     if preset not in UNET_PRESETS:
         raise ValueError(f"unknown UNet preset '{preset}'; choose one of {sorted(UNET_PRESETS)} or give `pretrained`")
+    _check_keys(overrides)
     config = {**UNET_PRESETS[preset], **overrides}
     _check_config(config, preset)
     return config
@@ -119,14 +135,17 @@ def build_unet(
     folder or hub repo; ``None`` for a folder that holds the UNet's config.json
     directly). `overrides` are config keys; with `pretrained`, keys that add
     modules (e.g. ``class_embed_type="projection"``) get freshly initialised
-    weights and all other weights load unchanged.
+    weights and all other weights load unchanged; keys that resize a stored
+    weight (``in_channels``) also need ``ignore_mismatched_sizes=True``.
     """
     if pretrained is not None:
+        _check_keys(overrides)
         kwargs: dict[str, Any] = dict(overrides)
         if subfolder:
             kwargs["subfolder"] = subfolder
-        if overrides:  # new or resized modules: let diffusers initialise what the checkpoint lacks
-            kwargs["low_cpu_mem_usage"] = False
+        if set(overrides) - _LOADING_KEYS - {"class_embed_type"} or overrides.get("class_embed_type") not in (None, "identity"):
+            # the override may add modules: let diffusers initialise what the checkpoint lacks
+            kwargs.setdefault("low_cpu_mem_usage", False)
         unet = load_pretrained("UNet (UNet2DConditionModel)", UNet2DConditionModel.from_pretrained, pretrained, **kwargs)
         _check_config(unet.config, str(pretrained))
     else:
