@@ -17,7 +17,7 @@ SYNTH_ARGS ?= --identities 300 --poses 4 --seed 0
 CONFIG   ?=
 ARGS     ?=
 
-.PHONY: help install data data-phoenix preview demo test test-slow test-all evaluate bench clean
+.PHONY: help install data data-phoenix preview demo test test-slow test-all evaluate bench clean train-ipf ipf-ablation
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -66,6 +66,24 @@ GENERATED ?=
 evaluate: data ## score GENERATED=DIR under EVAL_PROTOCOL (default: copy-source baseline) -> outputs/metrics.json
 	$(PGPIS) evaluate --dataset deepfashion --root $(DATA_ROOT) --split $(EVAL_SPLIT) --protocol $(EVAL_PROTOCOL) \
 	  --out outputs/metrics.json $(if $(GENERATED),--generated $(GENERATED),--generated outputs/copy_source --make-copy-source) $(ARGS)
+
+IPF_CONFIG ?= $(if $(CONFIG),$(CONFIG),experiments/tiny/ipf.yaml)
+IPF_LOSS   ?= source_enhanced
+IPF_OUT    ?= outputs/ipf
+IPF_RUN     = --config $(IPF_CONFIG) --model.loss $(IPF_LOSS) --model.metrics_path $(IPF_OUT)/metrics.json \
+	  --model.export_dir $(IPF_OUT)/fusion_model --trainer.logger.init_args.save_dir $(IPF_OUT) \
+	  --trainer.logger.init_args.name $(IPF_LOSS) $(if $(filter experiments/tiny/%,$(IPF_CONFIG)),--data.root $(DATA_ROOT))
+
+train-ipf: $(STAMP) $(if $(filter experiments/tiny/%,$(IPF_CONFIG)),data) ## FPDM stage 1 (IPF): fit, test retrieval, export -> outputs/ipf (IPF_LOSS=baseline|source_enhanced)
+	rm -rf $(IPF_OUT)/$(IPF_LOSS)
+	$(PGPIS) fit $(IPF_RUN) $(ARGS)
+	$(PGPIS) test $(IPF_RUN) --ckpt_path $(IPF_OUT)/$(IPF_LOSS)/checkpoints/last.ckpt $(ARGS)
+	@$(PY) -m pgpis.metrics.retrieval show $(IPF_OUT)/metrics.json --rows A1 $(IPF_LOSS)
+
+ipf-ablation: ## IPF with both losses side by side (paper Table 2: A1, A2 = baseline, A3 = source_enhanced)
+	$(MAKE) train-ipf IPF_LOSS=baseline
+	$(MAKE) train-ipf IPF_LOSS=source_enhanced
+	@$(PY) -m pgpis.metrics.retrieval show $(IPF_OUT)/metrics.json --rows A1 baseline source_enhanced
 
 .PHONY: notebooks
 notebooks: demo ## execute the exploration notebooks on the demo checkpoints (outputs/ldm, outputs/truepose) -> outputs/notebooks/
