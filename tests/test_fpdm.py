@@ -256,3 +256,31 @@ def test_configuration_errors_say_what_to_fix(tmp_path):
     with pytest.raises(KeyError, match="no entry for condition group 'fusion'"):
         x, t = latents_and_t()
         d(x, t, d.encode_conditions(tiny_batch()), keep_all(True, groups=("pose", "source")))
+
+
+def test_every_part_loads_from_local_folders(tmp_path):
+    """The real loading path (from_pretrained on folders, IPF export), offline, with tiny models saved first."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    from pgpis.models.encoders import DINOV2_PRESETS
+    from pgpis.models.unets import build_unet
+
+    torch.manual_seed(5)
+    build_unet("tiny").save_pretrained(tmp_path / "sd" / "unet")  # the layout of an SD pipeline folder
+    Dinov2Model(Dinov2Config(**DINOV2_PRESETS["tiny"])).save_pretrained(tmp_path / "dinov2")
+    tiny_fusion_model(seed=5).save(tmp_path / "ipf")
+    d = FPDMDenoiser(unet={"pretrained": str(tmp_path / "sd")},
+                     source_encoder={"preset": None, "name_or_path": str(tmp_path / "dinov2"), "size": (DINO, DINO)},
+                     fusion="ipf", fusion_model=str(tmp_path / "ipf"), downsample_factor=2)
+    stored_unet = build_unet(pretrained=tmp_path / "sd")
+    assert d.unet.config.class_embed_type == "identity"  # the fusion path, added without new UNet weights
+    for name, value in stored_unet.state_dict().items():
+        torch.testing.assert_close(d.unet.state_dict()[name], value, rtol=0, atol=0)
+    stored_dino = Dinov2Model.from_pretrained(tmp_path / "dinov2")
+    for name, value in stored_dino.state_dict().items():
+        torch.testing.assert_close(d.source_encoder.model.state_dict()[name], value, rtol=0, atol=0)
+    batch = tiny_batch()
+    with torch.no_grad():
+        out = d(torch.randn(B, 4, IMAGE // 2, IMAGE // 2), torch.tensor([1, 2, 3, 4]), d.encode_conditions(batch),
+                keep_all(True))
+    assert out.shape == (B, 4, IMAGE // 2, IMAGE // 2)
