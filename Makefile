@@ -85,6 +85,17 @@ ipf-ablation: ## IPF with both losses side by side (paper Table 2: A1, A2 = base
 	$(MAKE) train-ipf IPF_LOSS=source_enhanced
 	@$(PY) -m pgpis.metrics.retrieval show $(IPF_OUT)/metrics.json --rows A1 baseline source_enhanced
 
+TRUEPOSE_CONFIG ?= $(if $(CONFIG),$(CONFIG),experiments/tiny/truepose.yaml)
+TRUEPOSE_OUT    ?= outputs/truepose
+
+.PHONY: train-truepose
+train-truepose: $(STAMP) $(if $(filter experiments/tiny/%,$(TRUEPOSE_CONFIG)),data) ## TruePose (Siamese LDM): fit, sample the test split -> outputs/truepose, metrics beside FPDM's tiny run
+	rm -rf $(TRUEPOSE_OUT)/tiny_truepose $(TRUEPOSE_OUT)/samples $(TRUEPOSE_OUT)/metrics.json
+	$(PGPIS) fit --config $(TRUEPOSE_CONFIG) $(ARGS)
+	@$(PY) -c "import json, pathlib; from pgpis.report import image_table; \
+	  runs = {n: json.loads(pathlib.Path(f).read_text()) for n, f in (('TruePose', '$(TRUEPOSE_OUT)/metrics.json'), \
+	  ('FPDM', 'outputs/ldm/metrics.json')) if pathlib.Path(f).exists()}; print('\n'.join(image_table(runs)))"
+
 .PHONY: notebooks
 notebooks: demo ## execute the exploration notebooks on the demo checkpoints (outputs/ldm, outputs/truepose) -> outputs/notebooks/
 	mkdir -p outputs/notebooks && cp notebooks/explore_fpdm.ipynb notebooks/explore_truepose.ipynb outputs/notebooks/
