@@ -12,9 +12,9 @@ from scipy import linalg
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from pgpis.errors import DataFormatError, MissingWeightsError
-from pgpis.metrics.evaluate import EvaluationResult, evaluate_folder, evaluate_pairs, real_statistics
+from pgpis.metrics.evaluate import evaluate_folder, evaluate_pairs, real_statistics
 from pgpis.metrics.fid import CleanFidExtractor, GaussianStats, TorchvisionInceptionExtractor, cache_file, frechet_distance
-from pgpis.metrics.images import load_resized, stack01
+from pgpis.metrics.images import load_resized
 from pgpis.metrics.lpips_net import build_lpips, lpips_distance
 from pgpis.metrics.pairs import copy_source, generated_name, match_generated
 from pgpis.metrics.psnr import psnr
