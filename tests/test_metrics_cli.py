@@ -69,3 +69,9 @@ def test_evaluate_unknown_protocol(synthetic_root, copy_baseline, tmp_path, caps
     code = main(["evaluate", "--root", str(synthetic_root), "--generated", str(gen), "--protocol", "nope",
                  "--out", str(tmp_path / "m.json")])
     assert code == 2 and "deepfashion-256x176" in capsys.readouterr().err
+
+
+def test_list_protocols(capsys):
+    assert main(["evaluate", "--list-protocols"]) == 0
+    out = capsys.readouterr().out
+    assert "`deepfashion-256x176`" in out and "`deepfashion-512x352-legacy`" in out and "SSIM window 51" in out

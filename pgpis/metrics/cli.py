@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-missing", action="store_true", help="score the pairs present instead of failing")
     p.add_argument("--alexnet-weights", default=None, help="alexnet-owt-7be5be79.pth for LPIPS")
     p.add_argument("--inception-weights", default=None, help="the protocol's FID Inception weight file")
+    p.add_argument("--list-protocols", action="store_true", help="print the named protocols and their settings, then exit")
     p.add_argument("--name", default=None, help="method name in the printed table (default: the folder name)")
     p.add_argument("--make-copy-source", action="store_true",
                    help="first write the copy-the-source baseline into --generated (each target replaced by its "
@@ -56,8 +57,24 @@ def _write_copy_source(args: argparse.Namespace) -> None:
     copy_source(index.pairs.get(args.split, []), index.image_path, args.generated, size=get_protocol(args.protocol).size)
 
 
+def list_protocols() -> str:
+    """Markdown list of the registered protocols and their settings (`--list-protocols`)."""
+    lines = []
+    for name in sorted(PROTOCOLS):
+        p = PROTOCOLS[name]
+        h, w = p.size
+        lines.append(f"- `{name}`: {p.description}\n  report size {h}x{w} (h x w), {p.resize}; SSIM window {p.ssim_win_size}; "
+                     f"Gaussian SSIM sigma {p.ssim_gaussian_sigma}, data range "
+                     f"{'generated max-min' if p.ssim_gaussian_data_range is None else p.ssim_gaussian_data_range}; "
+                     f"LPIPS {p.lpips_net}; FID network {p.fid_extractor}, real sets {', '.join(p.fid_real_sets)}")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--list-protocols" in argv:
+        print(list_protocols())
+        return 0
     if "phoenix" in (argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--dataset") or "--dataset=phoenix" in argv:
         from pgpis.metrics.phoenix_cli import main as phoenix_main
 
