@@ -93,3 +93,25 @@ def test_experiment_configs_parse(config, capsys):
     assert info.value.code in (0, None)
     printed = capsys.readouterr().out
     assert "pgpis.stages.fusion_ldm.FusionLDM" in printed and "pgpis.models.fpdm.FPDMDenoiser" in printed
+
+
+@pytest.mark.parametrize("overlay, expect", [
+    ("b3_no_fusion", {"fusion": "none", "fusion_model": None, "guidance": "ClassifierFreeGuidance"}),
+    ("b4_clip_source", {"fusion": "clip", "fusion_model": None, "guidance": "CumulativeGuidance",
+                        "fusion_keys": ["clip_source"]}),
+    ("b5_ipf_baseline", {"fusion": "ipf", "fusion_model": "outputs/ipf_baseline/fusion_model",
+                         "guidance": "CumulativeGuidance"}),
+])
+def test_ablation_overlays_compose_with_the_paper_config(overlay, expect, capsys):
+    import yaml
+
+    from pgpis.cli import run_lightning_cli
+
+    with pytest.raises(SystemExit):
+        run_lightning_cli(["fit", "--config", str(REPO / "experiments/deepfashion/fpdm.yaml"), "--config",
+                           str(REPO / f"experiments/deepfashion/fpdm_ablations/{overlay}.yaml"), "--print_config"])
+    model = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
+    denoiser = model["denoiser"]["init_args"]
+    assert model["guidance"]["class_path"].endswith(expect.pop("guidance"))
+    assert {k: denoiser[k] for k in expect} == expect
+    assert denoiser["source_encoder"]["size"] == [512, 512]  # the rest of the paper row is unchanged
