@@ -67,14 +67,27 @@ evaluate: data ## score GENERATED=DIR under EVAL_PROTOCOL (default: copy-source 
 	$(PGPIS) evaluate --dataset deepfashion --root $(DATA_ROOT) --split $(EVAL_SPLIT) --protocol $(EVAL_PROTOCOL) \
 	  --out outputs/metrics.json $(if $(GENERATED),--generated $(GENERATED),--generated outputs/copy_source --make-copy-source) $(ARGS)
 
+# DATASET=phoenix: train-ipf / train-ldm on synthetic Phoenix14T (make data-phoenix), the tiny configs composed
+# with the Phoenix overlays experiments/tiny/phoenix_{ipf,fpdm}.yaml; outputs in outputs/{ipf,ldm}_phoenix.
+# Paper runs: CONFIG="experiments/deepfashion/ipf.yaml --config experiments/phoenix/ipf.yaml" (same for fpdm).
+DATASET ?= deepfashion
+ifeq ($(DATASET),phoenix)
+TRAIN_DATA := data-phoenix
+TRAIN_ROOT := $(PHOENIX_ROOT)
+IPF_CONFIG ?= $(if $(CONFIG),$(CONFIG),experiments/tiny/ipf.yaml --config experiments/tiny/phoenix_ipf.yaml)
+IPF_OUT    ?= outputs/ipf_phoenix
+else
+TRAIN_DATA := data
+TRAIN_ROOT := $(DATA_ROOT)
+endif
 IPF_CONFIG ?= $(if $(CONFIG),$(CONFIG),experiments/tiny/ipf.yaml)
 IPF_LOSS   ?= source_enhanced
 IPF_OUT    ?= outputs/ipf
 IPF_RUN     = --config $(IPF_CONFIG) --model.loss $(IPF_LOSS) --model.metrics_path $(IPF_OUT)/metrics.json \
 	  --model.export_dir $(IPF_OUT)/fusion_model --trainer.logger.init_args.save_dir $(IPF_OUT) \
-	  --trainer.logger.init_args.name $(IPF_LOSS) $(if $(filter experiments/tiny/%,$(IPF_CONFIG)),--data.root $(DATA_ROOT))
+	  --trainer.logger.init_args.name $(IPF_LOSS) $(if $(filter experiments/tiny/%,$(IPF_CONFIG)),--data.root $(TRAIN_ROOT))
 
-train-ipf: $(STAMP) $(if $(filter experiments/tiny/%,$(IPF_CONFIG)),data) ## FPDM stage 1 (IPF): fit, test retrieval, export -> outputs/ipf (IPF_LOSS=baseline|source_enhanced)
+train-ipf: $(STAMP) $(if $(filter experiments/tiny/%,$(IPF_CONFIG)),$(TRAIN_DATA)) ## FPDM stage 1 (IPF): fit, test retrieval, export -> outputs/ipf (IPF_LOSS=baseline|source_enhanced)
 	rm -rf $(IPF_OUT)/$(IPF_LOSS)
 	$(PGPIS) fit $(IPF_RUN) $(ARGS)
 	$(PGPIS) test $(IPF_RUN) --ckpt_path $(IPF_OUT)/$(IPF_LOSS)/checkpoints/last.ckpt $(ARGS)
@@ -84,6 +97,22 @@ ipf-ablation: ## IPF with both losses side by side (paper Table 2: A1, A2 = base
 	$(MAKE) train-ipf IPF_LOSS=baseline
 	$(MAKE) train-ipf IPF_LOSS=source_enhanced
 	@$(PY) -m pgpis.metrics.retrieval show $(IPF_OUT)/metrics.json --rows A1 baseline source_enhanced
+
+LDM_PHOENIX_CONFIG ?= $(if $(CONFIG),$(CONFIG),experiments/tiny/fpdm.yaml --config experiments/tiny/phoenix_fpdm.yaml)
+LDM_PHOENIX_OUT    ?= outputs/ldm_phoenix
+
+.PHONY: train-ldm-phoenix
+train-ldm-phoenix: $(STAMP) data-phoenix ## FPDM on synthetic Phoenix (train-ldm DATASET=phoenix): fit, sample the test split, SSIM / Hand SSIM vs copy-the-first-frame
+	@test -f outputs/ipf_phoenix/fusion_model/config.json || $(MAKE) train-ipf DATASET=phoenix
+	rm -rf $(LDM_PHOENIX_OUT)/tiny_fpdm_phoenix $(LDM_PHOENIX_OUT)/samples $(LDM_PHOENIX_OUT)/copy_first_frame
+	$(PGPIS) fit --config $(LDM_PHOENIX_CONFIG) $(if $(filter experiments/tiny/%,$(LDM_PHOENIX_CONFIG)),--data.root $(PHOENIX_ROOT)) $(ARGS)
+	$(PGPIS) evaluate --dataset phoenix --root $(PHOENIX_ROOT) --split test --protocol phoenix-260x210 \
+	  --generated $(LDM_PHOENIX_OUT)/samples --baseline-out $(LDM_PHOENIX_OUT)/copy_first_frame \
+	  --out $(LDM_PHOENIX_OUT)/phoenix_metrics.json --name "tiny FPDM" $(EVAL_ARGS)
+
+ifeq ($(DATASET),phoenix)
+train-ldm: train-ldm-phoenix
+endif
 
 TRUEPOSE_CONFIG ?= $(if $(CONFIG),$(CONFIG),experiments/tiny/truepose.yaml)
 TRUEPOSE_OUT    ?= outputs/truepose
