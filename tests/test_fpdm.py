@@ -115,6 +115,22 @@ def test_pose_features_are_added_after_conv_in_only_during_the_call():
     assert "conv_in.weight" in d.unet.state_dict()  # the UNet's keys are diffusers' own
 
 
+def test_copies_keep_their_own_pose_hook():
+    """EMAWeightAveraging deep-copies the module: the copy's conv_in hook must read the copy's pose residual."""
+    import copy
+
+    d = tiny_denoiser().eval()
+    randomise_zero_layers(d)
+    c = copy.deepcopy(d)
+    assert [h.__self__ for h in c.unet.conv_in._forward_hooks.values()] == [c]
+    cond = c.encode_conditions(tiny_batch())
+    x, t = latents_and_t()
+    with torch.no_grad():
+        with_pose = c(x, t, cond, keep_all(True))
+        without = c(x, t, {**cond, "pose": torch.zeros_like(cond["pose"])}, keep_all(True))
+    assert not torch.allclose(with_pose, without, atol=1e-4)
+
+
 @pytest.mark.parametrize("group", ["pose", "source", "fusion"])
 def test_keep_masks_drop_exactly_the_masked_rows(group):
     d = tiny_denoiser().eval()
