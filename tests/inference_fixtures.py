@@ -18,11 +18,12 @@ def _data(root: Path, **extra) -> dict:
                           "persistent_workers": False, "val_identities": 2, **extra}}
 
 
-def _trainer(out: Path) -> dict:
+def _trainer(out: Path, ema: bool = False) -> dict:
+    callbacks = [{"class_path": "lightning.pytorch.callbacks.EMAWeightAveraging", "init_args": {"decay": 0.5}}] if ema else []
     return {"accelerator": "cpu", "max_steps": 2, "logger": False, "enable_progress_bar": False,
             "enable_model_summary": False, "limit_val_batches": 0, "default_root_dir": str(out),
             "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                           "init_args": {"dirpath": str(out / "checkpoints"), "save_last": True, "save_top_k": 0}}]}
+                           "init_args": {"dirpath": str(out / "checkpoints"), "save_last": True, "save_top_k": 0}}, *callbacks]}
 
 
 def _module(class_path: str, denoiser: str, denoiser_args: dict) -> dict:
@@ -70,6 +71,6 @@ def train_tiny_checkpoints(base: Path, data_root: Path) -> dict[str, Path]:
                 "model": _module("pgpis.stages.parsing_siamese_ldm.ParsingSiameseLDM",
                                  "pgpis.models.truepose.SiameseDenoiser", {}),
                 "data": _data(data_root, parsing=True),
-                "trainer": _trainer(base / "truepose")}
+                "trainer": _trainer(base / "truepose", ema=True)}  # EMA on: the export must carry the averages
     return {"fpdm": _fit(fpdm, base / "fpdm.yaml"), "truepose": _fit(truepose, base / "truepose.yaml"),
             "fusion_model": fusion}

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from pgpis.data import keypoints as kpt
 from pgpis.data.layouts import read_deepfashion_index, stem
@@ -119,6 +120,15 @@ def test_truepose_round_trip_and_needs(tiny_ldm_checkpoints, tmp_path, index, pa
     a = ckpt.generate(*args, source_parsing=index.parsing_path(src), seed=2, steps=STEPS)
     b = exported.generate(*args, source_parsing=index.parsing_path(src), seed=2, steps=STEPS)
     np.testing.assert_array_equal(_arr(a), _arr(b))
+    assert ckpt.ema and json.loads((tmp_path / "tp" / "pipeline.json").read_text())["ema"] is True
+    # EMA: state_dict holds the averages, current_model_state the live weights; make them differ, export, compare
+    raw = torch.load(tiny_ldm_checkpoints["truepose"], map_location="cpu", weights_only=False)
+    key = "denoiser.target_net.conv_in.weight"
+    raw["current_model_state"][key] = raw["state_dict"][key] + 1.0
+    torch.save(raw, tmp_path / "ema.ckpt")
+    export(tmp_path / "ema.ckpt", tmp_path / "tp_ema")
+    exported_weight = load_file(str(tmp_path / "tp_ema" / "weights" / "denoiser.target_net.safetensors"))[key]
+    torch.testing.assert_close(exported_weight, raw["state_dict"][key], rtol=0, atol=0)  # the averaged weights
     with pytest.raises(ValueError, match="parsing map"):
         exported.generate(*args, steps=STEPS)
     with pytest.raises(ValueError, match="rendered pose image is not enough"):
@@ -160,3 +170,31 @@ def test_pgpis_generate_single_and_pairs(tiny_ldm_checkpoints, synthetic_root, t
     with pytest.raises(DataFormatError, match="bad.csv:2"):
         generate_main(["--checkpoint", str(tiny_ldm_checkpoints["truepose"]), "--pairs", str(tmp_path / "bad.csv"),
                        "--root", str(synthetic_root), "--out", str(tmp_path / "bad")])
+
+
+def test_export_copies_towers_named_by_path_so_the_folder_is_self_contained(tmp_path, index, pair, tiny_ldm_checkpoints):
+    """A DINOv2 loaded from a local folder (as from a hub id) is saved into the export; the original can go."""
+    import shutil
+
+    from pgpis.inference.checkpoint import instantiate
+    from pgpis.inference.export import export_pipeline
+    from pgpis.inference.pipeline import Pipeline
+    from pgpis.models.encoders import build_dinov2
+
+    torch.manual_seed(0)
+    build_dinov2("tiny").save_pretrained(tmp_path / "dinov2")
+    config = {"_class_path": "pgpis.stages.fusion_ldm.FusionLDM",
+              "denoiser": {"class_path": "pgpis.models.fpdm.FPDMDenoiser", "init_args": {
+                  "unet": {"preset": "tiny", "in_channels": 12, "out_channels": 12}, "downsample_factor": 2,
+                  "source_encoder": {"preset": None, "name_or_path": str(tmp_path / "dinov2"), "size": [32, 32]},
+                  "fusion": "ipf", "fusion_model": str(tiny_ldm_checkpoints["fusion_model"])}},
+              "first_stage": {"class_path": "pgpis.diffusion.PixelUnshuffleFirstStage", "init_args": {"factor": 2}}}
+    pipe = Pipeline(instantiate(config), (32, 24), {"dino": (32, 32), "clip": (64, 64)}, config=config, device="cpu")
+    out = export_pipeline(pipe, tmp_path / "export")
+    assert (out / "source_encoder" / "config.json").is_file()
+    assert not (out / "weights" / "denoiser.source_encoder.safetensors").exists()  # stored once, in its folder
+    shutil.rmtree(tmp_path / "dinov2")
+    src, tgt = pair
+    a = pipe.generate(index.image_path(src), index.keypoints[tgt], seed=0, steps=STEPS)
+    b = load_pipeline(out, device="cpu").generate(index.image_path(src), index.keypoints[tgt], seed=0, steps=STEPS)
+    np.testing.assert_array_equal(_arr(a), _arr(b))

@@ -77,10 +77,11 @@ def _portable(pipe, out: Path) -> tuple[dict[str, Any], dict[str, str], set[str]
         _save_hf(den.source_encoder.model, out / "source_encoder", "DINOv2 source encoder")
         paths["denoiser.init_args.source_encoder.name_or_path"] = "source_encoder"
         folders.add("denoiser.source_encoder")
-    clip_module = {"FPDMDenoiser": "fusion_encoder", "SiameseDenoiser": "clip"}.get(den_name)
+    clip_module = {"FPDMDenoiser": "fusion_encoder" if getattr(den, "fusion_kind", None) == "clip" else None,
+                   "SiameseDenoiser": "clip"}.get(den_name)
     if _get(init, "clip_encoder.name_or_path") and clip_module and getattr(den, clip_module, None) is not None:
-        _save_hf(getattr(getattr(den, clip_module), "model", None) or getattr(den, clip_module), out / "clip_encoder",
-                 "CLIP encoder")
+        encoder = getattr(den, clip_module)
+        _save_hf(getattr(encoder, "model", encoder), out / "clip_encoder", "CLIP encoder")
         paths["denoiser.init_args.clip_encoder.name_or_path"] = "clip_encoder"
         folders.add(f"denoiser.{clip_module}")
     fs = pipe.module.first_stage
