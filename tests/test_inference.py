@@ -198,3 +198,19 @@ def test_export_copies_towers_named_by_path_so_the_folder_is_self_contained(tmp_
     a = pipe.generate(index.image_path(src), index.keypoints[tgt], seed=0, steps=STEPS)
     b = load_pipeline(out, device="cpu").generate(index.image_path(src), index.keypoints[tgt], seed=0, steps=STEPS)
     np.testing.assert_array_equal(_arr(a), _arr(b))
+
+
+def test_relative_fusion_model_path_resolves_beside_the_checkpoint(tmp_path, monkeypatch, tiny_ldm_checkpoints):
+    """Configs name the IPF export relative to where `pgpis fit` ran (outputs/ipf/fusion_model); load from anywhere."""
+    import shutil
+
+    raw = torch.load(tiny_ldm_checkpoints["fpdm"], map_location="cpu", weights_only=False)
+    raw["hyper_parameters"]["denoiser"]["init_args"]["fusion_model"] = "outputs/ipf/fusion_model"
+    run = tmp_path / "repo" / "outputs" / "ldm" / "checkpoints"
+    run.mkdir(parents=True)
+    torch.save(raw, run / "last.ckpt")
+    shutil.copytree(tiny_ldm_checkpoints["fusion_model"], tmp_path / "repo" / "outputs" / "ipf" / "fusion_model")
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    pipe = load_pipeline(run / "last.ckpt", device="cpu")
+    assert pipe.kind == "fpdm"

@@ -69,6 +69,13 @@ def module_from_checkpoint(path: Union[str, Path], fusion_model: Union[str, Path
     if fusion_model is not None:
         config["denoiser"].setdefault("init_args", {})["fusion_model"] = str(fusion_model)
     stored = _fusion_path(config)
+    if isinstance(stored, str) and not Path(stored).is_absolute() and not (Path(stored) / "config.json").is_file():
+        # a path relative to where `pgpis fit` ran (e.g. outputs/ipf/fusion_model): look beside the checkpoint's parents
+        for parent in path.resolve().parents:
+            if (parent / stored / "config.json").is_file():
+                stored = str(parent / stored)
+                config["denoiser"]["init_args"]["fusion_model"] = stored
+                break
     if isinstance(stored, str) and not (Path(stored) / "config.json").is_file():
         raise MissingWeightsError(
             "IPF fusion model (FPDM stage 1) named by the checkpoint", stored,
