@@ -37,7 +37,6 @@ import contextlib
 import copy
 from typing import Any, Iterator, Literal, Mapping, Optional, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
