@@ -166,13 +166,14 @@ def test_style_transfer_blends_every_step(model):
     generated = model.generate(batch)
     same = model.style_transfer(batch, reference, torch.ones(2, 32, 24))
     torch.testing.assert_close(same, generated, atol=1e-5, rtol=1e-4)  # mask 1 everywhere: plain generation
-    # mask 0: every denoiser input is the reference latent noised to that step's level
+    # mask 0: every denoiser input is the reference latent noised to that step's level, the result the reference
     seen = []
     hook = model.denoiser.target_net.register_forward_pre_hook(lambda mod, args: seen.append(args[0].clone()))
     try:
-        model.style_transfer(batch, reference, torch.zeros(2, 1, 32, 24))
+        kept = model.style_transfer(batch, reference, torch.zeros(2, 1, 32, 24))
     finally:
         hook.remove()
+    torch.testing.assert_close(kept, reference, atol=1e-6, rtol=0)  # PixelUnshuffle is lossless
     ref = model.first_stage.encode(reference)
     noise = per_sample_noise(per_sample_generators([s + 7_777_777 for s in model.sample_seeds(batch)]),
                              ref.shape[1:], "cpu", torch.float32)

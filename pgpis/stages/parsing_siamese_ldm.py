@@ -58,8 +58,9 @@ class ParsingSiameseLDM(LatentDiffusion):
     ) -> Tensor:
         """Generate with the regions where `mask` is 0 taken from `reference` (paper sec. 5.4).
 
-        At every step y_t = m * y_t + (1 - m) * y_t^ref, y_t^ref being the
-        reference latent noised to the step's level with seeded noise. `reference`:
+        Before every step y_t = m * y_t + (1 - m) * y_t^ref, y_t^ref being the
+        reference latent noised to the step's level with seeded noise, and once
+        more on the clean result. `reference`:
         images [B, 3, H, W] in [-1, 1] at the generated size (e.g. a target-pose
         image whose garment is to be kept); `mask`: [B, 1, H, W] or [B, H, W] in
         [0, 1] at image resolution, 1 = generate, 0 = keep the reference (e.g.
@@ -77,7 +78,11 @@ class ParsingSiameseLDM(LatentDiffusion):
         ref_noise = per_sample_noise(per_sample_generators([s + 7_777_777 for s in seeds]), ref_latents.shape[1:],
                                      ref_latents.device, torch.float32)
         blend = MaskBlend(latent_mask, ref_latents, ref_noise)
-        return self.generate(batch, guidance=guidance, sampler=sampler, seeds=seeds, step_hook=blend)
+        latents = (sampler or self.sampler).sample(
+            self.denoiser, self.denoiser.encode_conditions(batch), self.latent_shape(batch), seeds,
+            self.noise_scheduler.config, guidance=guidance or self.guidance, step_hook=blend)
+        latents = latent_mask * latents + (1 - latent_mask) * ref_latents  # the final, clean blend (t = 0)
+        return self.first_stage.decode(latents).clamp(-1, 1)
 
 
 __all__ = ["ParsingSiameseLDM"]
