@@ -90,12 +90,12 @@ class CFGSampling(pl.Callback):
         order = [r * per_rank + j for i in range(n) for r, j in [(i % world, i // world)]]
         grid_rows = gathered[order]
         grid = torch.cat(list(grid_rows), dim=-2)  # stack rows vertically: [3, n*h, w*cols]
+        log_dir = Path(trainer.log_dir or trainer.default_root_dir)  # a broadcast: every rank must ask
         if trainer.is_global_zero:
-            self._write(trainer, grid, policies)
+            self._write(trainer, grid, policies, log_dir)
         return grid
 
-    def _write(self, trainer: pl.Trainer, grid: Tensor, policies: Sequence[GuidancePolicy]) -> None:
-        log_dir = Path(trainer.log_dir or trainer.default_root_dir)
+    def _write(self, trainer: pl.Trainer, grid: Tensor, policies: Sequence[GuidancePolicy], log_dir: Path) -> None:
         path = log_dir / self.dirname / f"step_{trainer.global_step:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         save_png(grid, path)
