@@ -164,7 +164,8 @@ class IPFCombiner(LightningModule):
         rows = self._retrieval_rows()
         for name, row in rows.items():
             for k, v in row.items():
-                self.log(f"val/{'A1' if name == 'A1' else 'fusion'}/{k}", v, prog_bar=(name != "A1" and k == "R@1"))
+                self.log(f"val/{'A1' if name == 'A1' else 'fusion'}/{k}", v, prog_bar=(name != "A1" and k == "R@1"),
+                         sync_dist=True)  # equal on every rank; the mean keeps Lightning's DDP check quiet
 
     def on_test_epoch_start(self) -> None:
         self.retrieval.reset()
@@ -177,7 +178,7 @@ class IPFCombiner(LightningModule):
         rows = self._retrieval_rows()
         for name, row in rows.items():
             for k, v in row.items():
-                self.log(f"test/{'A1' if name == 'A1' else 'fusion'}/{k}", v)
+                self.log(f"test/{'A1' if name == 'A1' else 'fusion'}/{k}", v, sync_dist=True)
         if self.trainer.is_global_zero:
             if self.hparams.metrics_path:
                 update_metrics_json(self.hparams.metrics_path, rows)
