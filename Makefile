@@ -114,6 +114,18 @@ ifeq ($(DATASET),phoenix)
 train-ldm: train-ldm-phoenix
 endif
 
+LDM_CONFIG ?= $(if $(CONFIG),$(CONFIG),experiments/tiny/fpdm.yaml)
+LDM_OUT    ?= outputs/ldm
+
+ifneq ($(DATASET),phoenix)
+.PHONY: train-ldm
+train-ldm: $(STAMP) $(if $(filter experiments/tiny/%,$(LDM_CONFIG)),data) ## FPDM stage 2: fit (uses train-ipf's export), sample the test split -> outputs/ldm/{metrics.json,grid.png}, vs copy-source / background-only
+	@test -f $(IPF_OUT)/fusion_model/config.json || $(MAKE) train-ipf
+	rm -rf $(LDM_OUT)/tiny_fpdm $(LDM_OUT)/samples $(LDM_OUT)/metrics.json $(LDM_OUT)/grid.png
+	$(PGPIS) fit --config $(LDM_CONFIG) $(if $(filter experiments/tiny/%,$(LDM_CONFIG)),--data.root $(TRAIN_ROOT)) $(ARGS)
+	@$(PY) -c 'import sys; from pgpis.callbacks.metrics import main; sys.exit(main(sys.argv[1:]))' $(LDM_OUT)/metrics.json
+endif
+
 TRUEPOSE_CONFIG ?= $(if $(CONFIG),$(CONFIG),experiments/tiny/truepose.yaml)
 TRUEPOSE_OUT    ?= outputs/truepose
 

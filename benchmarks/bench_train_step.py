@@ -1,0 +1,58 @@
+"""One full LDM training step vs a bare diffusers UNet forward+backward of the same shapes.
+
+Full step = first-stage encode, condition encoders (pose encoder, frozen DINOv2,
+frozen fusion model + MLP), per-sample dropout, noising, the UNet, the loss in the
+prediction type's target space, backward. Bare = the same UNet object called on
+tensors of the same shapes (tokens, class embedding) with an MSE loss, backward.
+The ratio is the core's overhead (issue 4 target: <= 1.10x).
+
+    .venv/bin/python benchmarks/bench_train_step.py [--batch 16] [--repeats 5]
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+
+from _ldm_setup import median_time, tiny_fpdm
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    model, batch = tiny_fpdm(args.batch)
+    model.train()
+    unet = model.denoiser.unet
+    with torch.no_grad():
+        cond = model.denoiser.encode_conditions(batch)
+        latents = model.first_stage.encode(batch["target"])
+    tokens, fusion = cond["source"].detach(), cond["fusion"].detach()
+    t = torch.randint(0, 1000, (args.batch,))
+
+    def full_step():
+        model.denoiser.zero_grad(set_to_none=True)
+        model.diffusion_loss(batch).backward()
+
+    def bare_step():
+        unet.zero_grad(set_to_none=True)
+        out = unet(latents, t, encoder_hidden_states=tokens, class_labels=fusion).sample
+        F.mse_loss(out, latents).backward()
+
+    full_step(), bare_step()  # warm-up
+    t_bare, t_full = [], []
+    for _ in range(args.repeats):  # interleaved so machine load hits both alike
+        t_bare.append(median_time(bare_step, 1))
+        t_full.append(median_time(full_step, 1))
+    tb, tf = sorted(t_bare)[len(t_bare) // 2], sorted(t_full)[len(t_full) // 2]
+    print(f"tiny FPDM preset, batch {args.batch}, latents {tuple(latents.shape[1:])}, "
+          f"{torch.get_num_threads()} threads, median of {args.repeats}")
+    print(f"  bare diffusers UNet forward+backward: {tb * 1000:.1f} ms")
+    print(f"  full pgpis training step:             {tf * 1000:.1f} ms")
+    print(f"  ratio: {tf / tb:.3f}x (target <= 1.10x)")
+
+
+if __name__ == "__main__":
+    main()
