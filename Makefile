@@ -48,7 +48,7 @@ data-phoenix: $(STAMP) $(PHOENIX_ROOT)/.pgpis-synthetic ## write the synthetic P
 preview: data ## preview grid of the synthetic dataset -> outputs/preview.png
 	$(PGPIS) data preview --dataset deepfashion --root $(DATA_ROOT) --out outputs/preview.png
 
-demo: data preview ## the main job on the embedded default
+demo: data preview train-ldm ## the main job on the embedded default
 	@echo "demo: dataset in $(DATA_ROOT), preview grid in outputs/preview.png"
 
 test: $(STAMP) ## fast CPU test suite (what CI runs first)
