@@ -17,7 +17,7 @@ SYNTH_ARGS ?= --identities 300 --poses 4 --seed 0
 CONFIG   ?=
 ARGS     ?=
 
-.PHONY: help install data data-phoenix preview demo test test-slow test-all evaluate bench clean train-ipf ipf-ablation
+.PHONY: help install data data-phoenix preview demo demo-all test test-slow test-all evaluate bench clean train-ipf ipf-ablation
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -48,14 +48,23 @@ data-phoenix: $(STAMP) $(PHOENIX_ROOT)/.pgpis-synthetic ## write the synthetic P
 preview: data ## preview grid of the synthetic dataset -> outputs/preview.png
 	$(PGPIS) data preview --dataset deepfashion --root $(DATA_ROOT) --out outputs/preview.png
 
-demo: data preview train-ldm ## the main job on the embedded default
-	@echo "demo: dataset in $(DATA_ROOT), preview grid in outputs/preview.png"
+demo: data preview ## the main job on the embedded default: data, IPF, LDM, sampling, metrics -> outputs/demo/report.md
+	@mkdir -p outputs/demo && date +%s > outputs/demo/.started
+	$(MAKE) train-ldm
+	$(PGPIS) report --outputs outputs --out outputs/demo/report.md --data-root $(DATA_ROOT) --started outputs/demo/.started
+
+demo-all: demo ## the demo plus TruePose (adds a TruePose column to outputs/demo/report.md)
+	$(MAKE) train-truepose
+	$(PGPIS) report --outputs outputs --out outputs/demo/report.md --data-root $(DATA_ROOT) --started outputs/demo/.started
 
 test: $(STAMP) ## fast CPU test suite (what CI runs first)
 	$(PY) -m pytest -m "not slow" -q
 
 test-slow: $(STAMP) ## slow tests: full-size architecture builds, long CPU runs
-	$(PY) -m pytest -m slow -q || test $$? -eq 5  # 5 = no slow tests collected
+	@# one process per file: each full-size build frees its memory before the next (24 GiB machines)
+	@set -e; files=$$($(PY) -m pytest -m slow -q --collect-only 2>/dev/null | grep -o '^tests/[a-z_0-9]*\.py' | sort -u); \
+	  if [ -z "$$files" ]; then echo "no slow tests"; exit 0; fi; \
+	  for f in $$files; do echo "== $$f"; $(PY) -m pytest -m slow -q $$f; done
 
 test-all: test test-slow ## both suites
 
