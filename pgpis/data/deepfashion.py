@@ -14,19 +14,18 @@ Validation holds out whole *training identities* — never the test split.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from lightning.pytorch import LightningDataModule
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 from pgpis.data import keypoints as kpt
 from pgpis.data import parsing as prs
+from pgpis.data.datamodule import PairDataModule, UnpaddedDistributedSampler  # noqa: F401 (re-exported)
 from pgpis.data.layouts import DeepFashionIndex, ImageCheck, identity_of, read_deepfashion_index
 from pgpis.errors import DataFormatError, Problem
 
@@ -160,23 +159,6 @@ class DeepFashionImages(Dataset):
         return sample
 
 
-class UnpaddedDistributedSampler(DistributedSampler):
-    """Shards indices over ranks *without* padding, so every evaluation item is seen exactly once.
-
-    (The stock sampler pads with duplicates to equalise shards, which biases test
-    metrics.) Subclassing DistributedSampler stops Lightning from wrapping it again.
-    """
-
-    def __init__(self, dataset: Dataset, num_replicas: int | None = None, rank: int | None = None):
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, len(self.dataset), self.num_replicas))
-
-    def __len__(self) -> int:
-        return len(range(self.rank, len(self.dataset), self.num_replicas))
-
-
 def split_validation_identities(pairs: Sequence[tuple[str, str]], n_identities: int, seed: int) -> tuple[list, list]:
     """Hold out `n_identities` whole training identities (seeded) as the validation split."""
     identities = sorted({identity_of(s) for s, _ in pairs})
@@ -190,7 +172,7 @@ def split_validation_identities(pairs: Sequence[tuple[str, str]], n_identities: 
     return train, val
 
 
-class DeepFashionDataModule(LightningDataModule):
+class DeepFashionDataModule(PairDataModule):
     """DeepFashion In-shop pairs, CFLD or PCDMs layout (auto-detected), for every pgpis stage.
 
     Args:
@@ -265,38 +247,5 @@ class DeepFashionDataModule(LightningDataModule):
                                  encoder_inputs=self.hparams.encoder_inputs)
 
     # ------------------------------------------------------------------ loaders
-    def _loader(self, dataset: Dataset, *, train: bool) -> DataLoader:
-        hp = self.hparams
-        workers = hp.num_workers
-        sampler = None
-        if not train and torch.distributed.is_available() and torch.distributed.is_initialized():
-            sampler = UnpaddedDistributedSampler(dataset)
-        return DataLoader(
-            dataset,
-            batch_size=hp.batch_size if train else (hp.eval_batch_size or hp.batch_size),
-            shuffle=train,
-            sampler=sampler,
-            drop_last=train and len(dataset) >= hp.batch_size,
-            num_workers=workers,
-            persistent_workers=hp.persistent_workers and workers > 0,
-            pin_memory=hp.pin_memory,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("train"), train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("val"), train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("test"), train=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("test"), train=False)
-
     def gallery_dataloader(self, split: str) -> DataLoader:
         return self._loader(self.gallery(split), train=False)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return max(1, math.floor(len(self.pairs("train")) / self.hparams.batch_size))

@@ -18,17 +18,16 @@ whole-body keypoints ``[133, 2]`` plus ``*_keypoint_scores [133]``; points below
 """
 from __future__ import annotations
 
-import math
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from lightning.pytorch import LightningDataModule
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from pgpis.data import keypoints as kpt
-from pgpis.data.deepfashion import UnpaddedDistributedSampler, load_rgb, resize_image, to_tensor
+from pgpis.data.datamodule import PairDataModule
+from pgpis.data.deepfashion import load_rgb, resize_image, to_tensor
 from pgpis.data.layouts import ImageCheck
 from pgpis.data.phoenix_layout import (  # re-exported: the Phoenix API is importable from here
     CORPUS,
@@ -116,7 +115,7 @@ class PhoenixDataset(Dataset):
         return sample
 
 
-class PhoenixDataModule(LightningDataModule):
+class PhoenixDataModule(PairDataModule):
     """Phoenix14T (real or synthetic) for every pgpis stage, with the DeepFashion sample keys.
 
     Args:
@@ -188,35 +187,3 @@ class PhoenixDataModule(LightningDataModule):
         """(source, target) frame names of a split, in sample order."""
         ds = self.dataset(split)
         return [ds.names(i) for i in range(len(ds))]
-
-    def _loader(self, dataset: Dataset, *, train: bool) -> DataLoader:
-        hp = self.hparams
-        sampler = None
-        if not train and torch.distributed.is_available() and torch.distributed.is_initialized():
-            sampler = UnpaddedDistributedSampler(dataset)
-        return DataLoader(
-            dataset,
-            batch_size=hp.batch_size if train else (hp.eval_batch_size or hp.batch_size),
-            shuffle=train,
-            sampler=sampler,
-            drop_last=train and len(dataset) >= hp.batch_size,
-            num_workers=hp.num_workers,
-            persistent_workers=hp.persistent_workers and hp.num_workers > 0,
-            pin_memory=hp.pin_memory,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("train"), train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("val"), train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("test"), train=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("test"), train=False)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return max(1, math.floor(len(self.dataset("train")) / self.hparams.batch_size))
