@@ -203,3 +203,19 @@ def test_fit_print_config(capsys):
     assert exit_.value.code in (0, None)
     out = capsys.readouterr().out
     assert "DeepFashionDataModule" in out and "image_size" in out
+
+
+def test_cached_views_give_identical_samples(synthetic_root):
+    """cache_views only memoises: with flips, jitter and identity pairs the samples are bitwise the same."""
+    kw = dict(image_size=(32, 24), encoder_inputs={"clip": (64, 64)}, parsing=True, num_workers=0, val_identities=2,
+              flip_prob=0.5, keypoint_jitter=2.0, identity_pair_prob=0.2)
+    samples = []
+    for cache in (False, True):
+        torch.manual_seed(0)
+        ds = DeepFashionDataModule(str(synthetic_root), cache_views=cache, **kw).dataset("train")
+        samples.append([ds[i % 8] for i in range(32)])  # every pair four times: cache hits
+    assert len(ds.cache) > 0
+    for plain, cached in zip(*samples):
+        assert plain.keys() == cached.keys()
+        for key, value in plain.items():
+            assert torch.equal(value, cached[key]) if torch.is_tensor(value) else value == cached[key], key

@@ -80,8 +80,10 @@ class DeepFashionDataset(Dataset):
         encoder_inputs: Mapping[str, Size] | None = None,
         parsing: bool = False,
         augmentation: Augmentation = Augmentation(),
+        cache_views: bool = False,
     ):
         self.index = index
+        self.cache: dict[tuple[str, bool], dict[str, torch.Tensor]] | None = {} if cache_views else None
         self.pairs = list(pairs)
         self.image_size = tuple(image_size)
         self.encoder_inputs = {k: tuple(v) for k, v in (encoder_inputs or {}).items()}
@@ -101,39 +103,66 @@ class DeepFashionDataset(Dataset):
         parsing = prs.read_parsing(self.index.parsing_path(name)) if self.parsing else None
         return image, self.index.keypoints[name].copy(), parsing
 
+    def _views(self, name: str, flipped: bool) -> dict[str, torch.Tensor]:
+        """Every tensor one image contributes to a sample; a pure function of (name, flipped).
+
+        With ``cache_views`` the result is memoised, so each image is decoded, resized and its pose
+        rendered once per worker instead of once per pair it appears in.
+        """
+        key = (name, flipped)
+        if self.cache is not None and key in self.cache:
+            return self.cache[key]
+        image, kp, parse = self._load(name)
+        if flipped:
+            image = image.transpose(Image.FLIP_LEFT_RIGHT)
+            kp = kpt.flip_keypoints(kp, kpt.CFLD_FRAME[1], kpt.OPENPOSE_18)
+            if parse is not None:
+                parse = prs.flip_parsing(parse, prs.LIP)
+        size = self.image_size
+        kp_px = kpt.rescale_keypoints(kp, kpt.CFLD_FRAME, size)
+        views = {"image": to_tensor(resize_image(image, size)),
+                 "frame_keypoints": torch.from_numpy(np.asarray(kp, dtype=np.float32)),
+                 "keypoints": torch.from_numpy(np.asarray(kp_px, dtype=np.float32)),
+                 "pose": to_tensor(kpt.render_pose(kp_px, size, kpt.OPENPOSE_18))}
+        if parse is not None:
+            views["parsing"] = torch.from_numpy(prs.resize_parsing(parse, size).astype(np.int64))
+        for enc, enc_size in self.encoder_inputs.items():
+            views[enc] = to_tensor(resize_image(image, enc_size))
+            views[f"{enc}_pose"] = self._render(kp, enc_size)
+        if self.cache is not None:
+            self.cache[key] = views
+        return views
+
+    @staticmethod
+    def _render(frame_kp: np.ndarray, size: Size) -> torch.Tensor:
+        return to_tensor(kpt.render_pose(kpt.rescale_keypoints(frame_kp, kpt.CFLD_FRAME, size), size, kpt.OPENPOSE_18))
+
     def __getitem__(self, i: int) -> dict:
         src_name, tgt_name = self.pairs[i]
         aug = self.augmentation
         rng = self._rng() if aug.active else None
-        src, src_kp, src_parse = self._load(src_name)
         if rng is not None and rng.random() < aug.identity_pair_prob:
             tgt_name = src_name
-            tgt, tgt_kp, tgt_parse = src, src_kp.copy(), src_parse
-        else:
-            tgt, tgt_kp, tgt_parse = self._load(tgt_name)
-        frame_w = kpt.CFLD_FRAME[1]
-        if rng is not None and rng.random() < aug.flip_prob:
-            src, tgt = (im.transpose(Image.FLIP_LEFT_RIGHT) for im in (src, tgt))
-            src_kp, tgt_kp = (kpt.flip_keypoints(k, frame_w, kpt.OPENPOSE_18) for k in (src_kp, tgt_kp))
-            if self.parsing:
-                src_parse, tgt_parse = (prs.flip_parsing(p, prs.LIP) for p in (src_parse, tgt_parse))
-        if rng is not None and aug.keypoint_jitter > 0:
-            tgt_kp = kpt.jitter_keypoints(tgt_kp, aug.keypoint_jitter, rng)
+        flipped = bool(rng is not None and rng.random() < aug.flip_prob)
+        src, tgt = self._views(src_name, flipped), self._views(tgt_name, flipped)
+        if rng is not None and aug.keypoint_jitter > 0:  # the conditioning pose only; never cached
+            jittered = kpt.jitter_keypoints(tgt["frame_keypoints"].numpy().copy(), aug.keypoint_jitter, rng)
+            kp_px = kpt.rescale_keypoints(jittered, kpt.CFLD_FRAME, self.image_size)
+            tgt = dict(tgt, keypoints=torch.from_numpy(np.asarray(kp_px, dtype=np.float32)),
+                       pose=to_tensor(kpt.render_pose(kp_px, self.image_size, kpt.OPENPOSE_18)),
+                       **{f"{enc}_pose": self._render(jittered, enc_size) for enc, enc_size in self.encoder_inputs.items()})
 
         sample: dict = {"source_name": src_name, "target_name": tgt_name, "identity": identity_of(src_name), "pair_index": i}
-        size = self.image_size
-        for role, im, kp, parse in (("source", src, src_kp, src_parse), ("target", tgt, tgt_kp, tgt_parse)):
-            kp_px = kpt.rescale_keypoints(kp, kpt.CFLD_FRAME, size)
-            sample[role] = to_tensor(resize_image(im, size))
-            sample[f"{role}_keypoints"] = torch.from_numpy(np.asarray(kp_px, dtype=np.float32))
-            sample[f"{role}_pose"] = to_tensor(kpt.render_pose(kp_px, size, kpt.OPENPOSE_18))
+        for role, views in (("source", src), ("target", tgt)):
+            sample[role] = views["image"]
+            sample[f"{role}_keypoints"] = views["keypoints"]
+            sample[f"{role}_pose"] = views["pose"]
             if self.parsing:
-                sample[f"{role}_parsing"] = torch.from_numpy(prs.resize_parsing(parse, size).astype(np.int64))
-        for enc, enc_size in self.encoder_inputs.items():
-            sample[f"{enc}_source"] = to_tensor(resize_image(src, enc_size))
-            sample[f"{enc}_target"] = to_tensor(resize_image(tgt, enc_size))
-            sample[f"{enc}_target_pose"] = to_tensor(
-                kpt.render_pose(kpt.rescale_keypoints(tgt_kp, kpt.CFLD_FRAME, enc_size), enc_size, kpt.OPENPOSE_18))
+                sample[f"{role}_parsing"] = views["parsing"]
+        for enc in self.encoder_inputs:
+            sample[f"{enc}_source"] = src[enc]
+            sample[f"{enc}_target"] = tgt[enc]
+            sample[f"{enc}_target_pose"] = tgt[f"{enc}_pose"]
         return sample
 
 
@@ -183,6 +212,10 @@ class DeepFashionDataModule(PairDataModule):
         parsing: also load LIP parsing maps (``<root>/parsing/<stem>.png``).
         val_identities: training identities held out for validation (never the test split).
         max_eval_pairs: cap validation/test pairs (a seeded subset) for quick runs; None = all.
+        cache_views: memoise each image's decoded, resized views and rendered poses in the dataset
+            (per loader worker). Worth it when an epoch is small and revisited (the embedded default: the
+            CPU otherwise spends more time decoding and resizing than training); it holds every view of
+            every image in RAM, so leave it off for the real 52k-image set at 512x352.
     """
 
     def __init__(
@@ -203,6 +236,7 @@ class DeepFashionDataModule(PairDataModule):
         persistent_workers: bool = True,
         pin_memory: bool = False,
         seed: int = 0,
+        cache_views: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -237,7 +271,8 @@ class DeepFashionDataModule(PairDataModule):
         hp = self.hparams
         aug = Augmentation(hp.flip_prob, hp.keypoint_jitter, hp.identity_pair_prob) if split == "train" else Augmentation()
         return DeepFashionDataset(self.index, self.splits[split], image_size=tuple(hp.image_size),
-                                  encoder_inputs=hp.encoder_inputs, parsing=hp.parsing, augmentation=aug)
+                                  encoder_inputs=hp.encoder_inputs, parsing=hp.parsing, augmentation=aug,
+                                  cache_views=hp.cache_views)
 
     def gallery(self, split: str) -> DeepFashionImages:
         """All distinct images of a split's pairs (sources and targets), for whole-gallery retrieval."""

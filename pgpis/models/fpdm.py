@@ -37,15 +37,14 @@ fed the projected source tokens: a pretrained UNet starts undisturbed.
 """
 from __future__ import annotations
 
-import contextlib
 import os
-from typing import Any, Iterator, Literal, Mapping, Optional, Sequence, Union
+from typing import Any, Literal, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
 from pgpis.diffusion.denoiser import ConditionalDenoiser, Conditions, KeepMask
-from pgpis.models.pose_encoder import PoseEncoder
+from pgpis.models.pose_encoder import PoseEncoder, PoseResidualInjection
 from pgpis.models.unets import build_unet, first_block_width, time_embedding_width
 
 FusionKind = Literal["ipf", "clip", "none"]
@@ -170,7 +169,7 @@ def build_fusion_encoder(kind: FusionKind, fusion_model: Union[str, os.PathLike,
     raise ValueError(f"FPDMDenoiser: fusion must be 'ipf', 'clip' or 'none', got {kind!r}")
 
 
-class FPDMDenoiser(ConditionalDenoiser):
+class FPDMDenoiser(PoseResidualInjection, ConditionalDenoiser):
     """FPDM stage 2's conditional UNet (see the module docstring for the conditioning).
 
     Args:
@@ -230,8 +229,7 @@ class FPDMDenoiser(ConditionalDenoiser):
             self.condition_groups = ("pose", "source")
         self.pose_key, self.source_key = pose_key, source_key
         self.fusion_keys = tuple(fusion_keys) if fusion_keys is not None else DEFAULT_FUSION_KEYS[fusion]
-        self._pose_residual: Optional[Tensor] = None
-        self.unet.conv_in.register_forward_hook(self._add_pose_residual)
+        self._attach_pose_residual(self.unet.conv_in)
         if gradient_checkpointing:
             self.enable_gradient_checkpointing()
         self.train()  # Lightning 2.6 keeps modules in the mode they were built in: trainable parts train, frozen stay eval
@@ -250,28 +248,6 @@ class FPDMDenoiser(ConditionalDenoiser):
     def enable_gradient_checkpointing(self) -> None:
         """Checkpoint the UNet's blocks (the core calls this for ``gradient_checkpointing: true``)."""
         self.unet.enable_gradient_checkpointing()
-
-    def _add_pose_residual(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
-        """Forward hook on ``unet.conv_in``: add the pose features armed by :meth:`_pose_injection`."""
-        residual = self._pose_residual
-        if residual is None:
-            return output
-        if residual.shape != output.shape:
-            raise ValueError(
-                f"FPDMDenoiser: pose features {tuple(residual.shape)} do not match the UNet's conv_in output "
-                f"{tuple(output.shape)}; set downsample_factor to the first stage's factor and render the pose at "
-                "the training image size"
-            )
-        return output + residual.to(output.dtype)
-
-    @contextlib.contextmanager
-    def _pose_injection(self, residual: Tensor) -> Iterator[None]:
-        """Arm the conv_in hook for one UNet call only (no state survives the call, even on error)."""
-        self._pose_residual = residual
-        try:
-            yield
-        finally:
-            self._pose_residual = None
 
     # ------------------------------------------------------------------ the contract
     def _batch_tensor(self, batch: Mapping[str, object], key: str, what: str, fix: str) -> Tensor:

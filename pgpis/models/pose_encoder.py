@@ -11,11 +11,12 @@ start out as the plain UNet, so a pretrained UNet is not disturbed at step 0.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Sequence
+from typing import Iterator, Optional, Sequence
 
 from diffusers.models.controlnets.controlnet import ControlNetConditioningEmbedding
-from torch import Tensor
+from torch import Tensor, nn
 
 #: ControlNet's / FPDM's widths for a x8 first stage.
 PAPER_WIDTHS: tuple[int, ...] = (16, 32, 96, 256)
@@ -74,3 +75,38 @@ class PoseEncoder(ControlNetConditioningEmbedding):
                 "render the pose at the training image size"
             )
         return super().forward(pose)
+
+
+class PoseResidualInjection:
+    """Mixin for denoisers: add pose features to a UNet's ``conv_in`` output, armed for one UNet call at a time.
+
+    A forward hook (not a patched ``forward``) keeps the UNet a stock diffusers model with diffusers' own
+    state-dict keys. The hook is a bound method of the denoiser, so a deep copy (EMA's averaged model)
+    hooks the copy's own residual. :meth:`_pose_injection` disarms it after the call, even on error.
+    """
+
+    _pose_residual: Optional[Tensor] = None
+
+    def _attach_pose_residual(self, conv_in: nn.Module) -> None:
+        self._pose_residual = None
+        conv_in.register_forward_hook(self._add_pose_residual)
+
+    def _add_pose_residual(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+        residual = self._pose_residual
+        if residual is None:
+            return output
+        if residual.shape != output.shape:
+            raise ValueError(
+                f"{type(self).__name__}: pose features {tuple(residual.shape)} do not match the UNet's conv_in output "
+                f"{tuple(output.shape)}; set downsample_factor to the first stage's factor and render the pose at "
+                "the training image size"
+            )
+        return output + residual.to(output.dtype)
+
+    @contextlib.contextmanager
+    def _pose_injection(self, residual: Tensor) -> Iterator[None]:
+        self._pose_residual = residual
+        try:
+            yield
+        finally:
+            self._pose_residual = None

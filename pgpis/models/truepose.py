@@ -33,9 +33,8 @@ the plain dual-UNet concatenation (B2); ``caa=False`` removes CAA (B3);
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-from typing import Any, Iterator, Literal, Mapping, Optional, Sequence
+from typing import Any, Literal, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +47,7 @@ from pgpis.models.attention import (DELTA, FUSION_KWARG, SIGMA, CaptureProcessor
                                     parsing_to_tokens, self_attention_layers, set_processors, source_attention,
                                     token_grid)
 from pgpis.models.encoders import CLIPImageEncoder, build_image_encoder
-from pgpis.models.pose_encoder import PoseEncoder, widths_for_factor
+from pgpis.models.pose_encoder import PoseEncoder, PoseResidualInjection, widths_for_factor
 from pgpis.models.unets import build_unet, first_block_width
 
 #: Animate Anyone's PoseGuider widths: four conv stages for SD's x8 VAE
@@ -80,7 +79,7 @@ class ClipLayerAdapter(nn.Module):
         return self.net(x)
 
 
-class SiameseDenoiser(ConditionalDenoiser):
+class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
     """TruePose's TargetNet + SourceNet with HPFA/CAA fusion (see the module docstring).
 
     Args:
@@ -191,8 +190,7 @@ class SiameseDenoiser(ConditionalDenoiser):
                 allowed[idx] = False
         self.register_buffer("caa_allowed", allowed, persistent=False)
 
-        self._pose_residual: Optional[Tensor] = None
-        self.target_net.conv_in.register_forward_hook(self._add_pose_residual)
+        self._attach_pose_residual(self.target_net.conv_in)
         if gradient_checkpointing:
             self.enable_gradient_checkpointing()
 
@@ -222,23 +220,6 @@ class SiameseDenoiser(ConditionalDenoiser):
         for net in (self.target_net, self.source_net):
             if net is not None:
                 net.enable_gradient_checkpointing()
-
-    def _add_pose_residual(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
-        residual = self._pose_residual
-        if residual is None:
-            return output
-        if residual.shape != output.shape:
-            raise ValueError(f"SiameseDenoiser: pose features {tuple(residual.shape)} do not match TargetNet's conv_in "
-                             f"output {tuple(output.shape)}; set downsample_factor to the first stage's factor")
-        return output + residual.to(output.dtype)
-
-    @contextlib.contextmanager
-    def _pose_injection(self, residual: Tensor) -> Iterator[None]:
-        self._pose_residual = residual
-        try:
-            yield
-        finally:
-            self._pose_residual = None
 
     def _tensor(self, batch: Mapping[str, object], key: str, what: str) -> Tensor:
         value = batch.get(key)
