@@ -147,7 +147,9 @@ train-truepose: $(STAMP) $(if $(filter experiments/tiny/%,$(TRUEPOSE_CONFIG)),da
 	  ('FPDM', 'outputs/ldm/metrics.json')) if pathlib.Path(f).exists()}; print('\n'.join(image_table(runs)))"
 
 .PHONY: notebooks
-notebooks: demo ## execute the exploration notebooks on the demo checkpoints (outputs/ldm, outputs/truepose) -> outputs/notebooks/
+notebooks: $(STAMP) ## execute the exploration notebooks on the demo checkpoints (runs make demo / train-truepose first if absent) -> outputs/notebooks/
+	@test -f outputs/ldm/tiny_fpdm/checkpoints/last.ckpt || $(MAKE) demo
+	@test -f outputs/truepose/tiny_truepose/checkpoints/last.ckpt || $(MAKE) train-truepose
 	mkdir -p outputs/notebooks && cp notebooks/explore_fpdm.ipynb notebooks/explore_truepose.ipynb outputs/notebooks/
 	MPLBACKEND= $(VENV)/bin/jupyter execute --inplace --timeout=3600 outputs/notebooks/explore_fpdm.ipynb outputs/notebooks/explore_truepose.ipynb
 	@echo "notebooks: executed copies with figures in outputs/notebooks/"

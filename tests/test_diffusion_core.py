@@ -62,6 +62,10 @@ def test_noise_scheduler_validation():
     assert build_noise_scheduler(None).config.beta_schedule == "scaled_linear"
     with pytest.raises(ValueError, match="prediction_type"):
         build_noise_scheduler({"prediction_type": "noise"})
+    with pytest.raises(ValueError, match="beta_schedule 'cosine'.*squaredcos_cap_v2"):
+        build_noise_scheduler({"beta_schedule": "cosine"})
+    with pytest.raises(ValueError, match="not a valid DDPMScheduler config"):
+        build_noise_scheduler({"beta_stat": 0.1})
 
 
 def test_condition_dropout_per_sample():

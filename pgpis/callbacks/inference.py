@@ -87,7 +87,8 @@ class DDIMInference(pl.Callback):
         batch_size: pairs per generation batch.
         max_pairs: only the first N pairs (quick looks); None = all.
         metrics_path: JSON with ``samples``, ``copy_source``, ``background_only`` (each ssim/psnr/fg_psnr).
-        grid_path: PNG grid (source | target pose | target | sample) of the first `grid_pairs` pairs.
+        grid_path: PNG grid (source | target pose | target | sample) of `grid_pairs` pairs spread evenly over
+            the generated ones (consecutive pairs often share a source; spread rows show several people).
         after_fit: also run at the end of ``fit``.
         overwrite: regenerate existing files.
         protocol: also run :func:`pgpis.metrics.evaluate_deepfashion` with this named protocol.
@@ -180,11 +181,13 @@ class DDIMInference(pl.Callback):
             metrics.update_baselines(index, batch, target_key)
         return metrics.compute()
 
-    def write_grid(self, dataset: Dataset, collate) -> None:
+    def write_grid(self, dataset: Dataset, collate, n: int) -> None:
         from torchvision.utils import make_grid
 
-        k = min(self.grid_pairs, len(dataset))
-        batch = collate([dataset[i] for i in range(k)])
+        k = min(self.grid_pairs, n)
+        picks = sorted({round(j * (n - 1) / max(k - 1, 1)) for j in range(k)})
+        batch = collate([dataset[i] for i in picks])
+        k = len(picks)
         rows = []
         for j in range(k):
             sample = load_png(self.output_dir / generated_name(batch["source_name"][j], batch["target_name"][j]))
@@ -212,7 +215,7 @@ class DDIMInference(pl.Callback):
         rank, _ = rank_and_world()
         if rank == 0 and trainer.is_global_zero:
             if self.grid_path is not None:
-                self.write_grid(dataset, collate)
+                self.write_grid(dataset, collate, n)
             if self.metrics_path is not None:
                 self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
                 self.metrics_path.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")

@@ -7,6 +7,8 @@ import torch
 from torch import Tensor
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+#: the beta schedules diffusers' DDPMScheduler implements (anything else it rejects at construction)
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "laplace", "sigmoid")
 
 #: DDPM defaults of Stable Diffusion (FPDM trains SD-2.1 with these betas)
 SD_NOISE_SCHEDULER: dict[str, Any] = {
@@ -28,9 +30,13 @@ def build_noise_scheduler(config: Mapping[str, Any] | None):
         raise ValueError(
             f"noise_scheduler.prediction_type '{cfg['prediction_type']}' is not supported; use one of {PREDICTION_TYPES}"
         )
+    if cfg.get("trained_betas") is None and cfg["beta_schedule"] not in BETA_SCHEDULES:
+        raise ValueError(
+            f"noise_scheduler.beta_schedule '{cfg['beta_schedule']}' is not supported; use one of {BETA_SCHEDULES}"
+        )
     try:
         return DDPMScheduler(**cfg)
-    except (TypeError, NotImplementedError) as err:
+    except TypeError as err:  # an unknown key
         raise ValueError(f"noise_scheduler config {cfg} is not a valid DDPMScheduler config: {err}") from err
 
 
