@@ -79,6 +79,12 @@ def write_report(outputs: Path, out: Path, data_root: Path | None = None, starte
                                     ("TruePose", _load(outputs / "truepose" / "metrics.json"))) if m}
     if runs:
         lines += image_table(runs) + [""]
+        for name, sub in (("FPDM", "ldm"), ("TruePose", "truepose")):
+            path = outputs / sub / "metrics.json"
+            if name in runs and started is not None and path.stat().st_mtime < started:
+                target = "make train-ldm" if sub == "ldm" else "make train-truepose"
+                lines += [f"Note: the {name} column comes from an earlier run ({path} predates this demo); "
+                          f"`{target}` refreshes it.", ""]
         lines.append("`fg_psnr` is the PSNR inside the target's parsing foreground (the person).")
         lines.append("")
         for name, sub in (("FPDM", "ldm"), ("TruePose", "truepose")):
