@@ -37,7 +37,8 @@ def tiny_fpdm(batch_size: int, steps: int = 10, seed: int = 0):
     encoder = build_image_encoder(ipf_encoder, "experiments/tiny/ipf.yaml: model.init_args.encoder")
     fusion = FusionModel(encoder, Combiner(encoder.embed_dim, dropout=0.1))
     den = FPDMDenoiser(unet=den_cfg["unet"], source_encoder=den_cfg["source_encoder"], fusion="ipf",
-                       fusion_model=fusion, downsample_factor=den_cfg["downsample_factor"])
+                       fusion_model=fusion, downsample_factor=den_cfg["downsample_factor"],
+                       frozen_cache_size=den_cfg.get("frozen_cache_size", 0))
     model = FusionLDM(den, PixelUnshuffleFirstStage(2),
                       noise_scheduler={"prediction_type": "sample", "beta_schedule": "squaredcos_cap_v2"},
                       sampler=Sampler("DDIMScheduler", steps))

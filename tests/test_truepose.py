@@ -54,8 +54,11 @@ def test_sourcenet_is_an_identical_copy_of_targetnet(model):
     assert src.keys() == tgt.keys()
     assert all(torch.equal(src[k], tgt[k]) for k in src)
     assert src["conv_in.weight"].data_ptr() != tgt["conv_in.weight"].data_ptr()  # a copy, not shared weights
-    # default: every TargetNet self-attention layer is fused
-    assert den.layers == [n[: -len(".processor")] for n in den.target_net.attn_processors if n.endswith("attn1.processor")]
+    # default: every TargetNet self-attention layer is fused, listed in forward order (mid block before up blocks)
+    attn1 = [n[: -len(".processor")] for n in den.target_net.attn_processors if n.endswith("attn1.processor")]
+    assert sorted(den.layers) == sorted(attn1)
+    parts = [n.split(".")[0] for n in den.layers]
+    assert parts == sorted(parts, key=["down_blocks", "mid_block", "up_blocks"].index)
     plain = [k for k, p in den.target_net.attn_processors.items() if isinstance(p, PlainAttnProcessor)]
     assert all(not k.endswith("attn1.processor") for k in plain)
 
@@ -107,7 +110,8 @@ def test_cached_and_uncached_sampling_agree(kwargs):
 
 def test_source_side_runs_once_per_sample(model):
     calls = []
-    hook = model.denoiser.source_net.register_forward_hook(lambda *a: calls.append(1))
+    # a pre-hook: SourceNet's forward ends early (CaptureComplete) once every fused layer is captured
+    hook = model.denoiser.source_net.register_forward_pre_hook(lambda *a: calls.append(1))
     try:
         model.generate(make_batch())  # CFG: 2 branches x 3 steps
     finally:

@@ -49,9 +49,20 @@ DELTA, SIGMA = 0.6, 0.3
 
 # --------------------------------------------------------------------------- layers and token grids
 
+_BLOCK_ORDER = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2}
+
+
+def _forward_order(name: str) -> tuple:
+    """Sort key: down blocks, then the mid block, then up blocks, each by their indices (module order is not
+    forward order: diffusers registers ``up_blocks`` before ``mid_block``)."""
+    part = name.split(".", 1)[0]
+    return (_BLOCK_ORDER.get(part, 3), [int(p) for p in name.split(".") if p.isdigit()])
+
+
 def self_attention_layers(unet: nn.Module) -> list[str]:
     """Module names of every self-attention (``attn1``) of a diffusers UNet, in forward order."""
-    return [k[: -len(".processor")] for k in unet.attn_processors if k.endswith("attn1.processor")]
+    names = [k[: -len(".processor")] for k in unet.attn_processors if k.endswith("attn1.processor")]
+    return sorted(names, key=_forward_order)
 
 
 def token_grid(latent_size: tuple[int, int], num_tokens: int) -> tuple[int, int]:
@@ -172,6 +183,23 @@ class PlainAttnProcessor(AttnProcessor2_0):
         return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
 
 
+class CaptureComplete(Exception):
+    """Raised by the last :class:`CaptureProcessor` of a :class:`CaptureStore` with ``stop_after``: F' is complete."""
+
+
+class CaptureStore(dict):
+    """Layer name -> captured F'. With ``stop_after`` set, SourceNet's forward ends right after that layer's capture.
+
+    Why: SourceNet's output is never used, only its attn1 inputs, so the layers after the
+    last captured one (on the tiny preset the whole 16x12 up block and conv_out) would be
+    computed for nothing; they get no gradient either way.
+    """
+
+    def __init__(self, stop_after: Optional[str] = None):
+        super().__init__()
+        self.stop_after = stop_after
+
+
 class CaptureProcessor(PlainAttnProcessor):
     """SourceNet attn1: stores its input tokens F' under its layer name in the ``fusion`` dict, then attends normally."""
 
@@ -183,6 +211,8 @@ class CaptureProcessor(PlainAttnProcessor):
                  attention_mask: Optional[Tensor] = None, temb: Optional[Tensor] = None, fusion: object = None) -> Tensor:
         if isinstance(fusion, dict):
             fusion[self.name] = hidden_states
+            if isinstance(fusion, CaptureStore) and fusion.stop_after == self.name:
+                raise CaptureComplete(self.name)
         return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
 
 
@@ -342,6 +372,6 @@ def set_processors(unet: nn.Module, special: Mapping[str, nn.Module | object]) -
 __all__ = [
     "FUSION_KWARG", "DELTA", "SIGMA", "self_attention_layers", "token_grid", "mask_to_tokens", "parsing_to_tokens",
     "hpfa_weights", "SourceAttention", "source_attention", "region_means", "lowest_regions", "PlainAttnProcessor",
-    "CaptureProcessor", "FusionContext", "RegionCrossAttention", "ReferenceAttnProcessor", "HPFAAttnProcessor",
+    "CaptureComplete", "CaptureStore", "CaptureProcessor", "FusionContext", "RegionCrossAttention", "ReferenceAttnProcessor", "HPFAAttnProcessor",
     "set_processors",
 ]

@@ -31,7 +31,8 @@ core's keep-mask (training dropout and guidance branches use the same path):
 
 Frozen encoders (DINOv2, IPF, CLIP) run under ``no_grad`` and stay in eval mode
 whatever ``train()`` is called with (no dropout in the conditioning, a pitfall of
-the reference code). The last layers of the pose encoder and of the fusion MLP
+the reference code). Being deterministic, their outputs can be memoised across
+training epochs (``frozen_cache_size``, :mod:`pgpis.models.frozen_cache`). The last layers of the pose encoder and of the fusion MLP
 are zero-initialised, so at initialisation the denoiser equals the plain UNet
 fed the projected source tokens: a pretrained UNet starts undisturbed.
 """
@@ -44,6 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from pgpis.diffusion.denoiser import ConditionalDenoiser, Conditions, KeepMask
+from pgpis.models.frozen_cache import FrozenOutputCache
 from pgpis.models.pose_encoder import PoseEncoder, PoseResidualInjection
 from pgpis.models.unets import build_unet, first_block_width, time_embedding_width
 
@@ -184,6 +186,8 @@ class FPDMDenoiser(PoseResidualInjection, ConditionalDenoiser):
         pose_block_out_channels: pose encoder widths (default: the paper's, cut to the factor).
         pose_key, source_key, fusion_keys: batch keys read by :meth:`encode_conditions`.
         gradient_checkpointing: checkpoint the UNet's blocks (memory for compute).
+        frozen_cache_size: in training, memoise up to this many per-sample outputs of each frozen
+            encoder, keyed by the input's content (0: off; see :mod:`pgpis.models.frozen_cache`).
     """
 
     def __init__(
@@ -201,8 +205,11 @@ class FPDMDenoiser(PoseResidualInjection, ConditionalDenoiser):
         source_key: str = "dino_source",
         fusion_keys: Optional[Sequence[str]] = None,
         gradient_checkpointing: bool = False,
+        frozen_cache_size: int = 0,
     ):
         super().__init__()
+        self.source_cache = FrozenOutputCache(frozen_cache_size)
+        self.fusion_cache = FrozenOutputCache(frozen_cache_size)
         unet_kwargs = dict(unet or {"preset": "tiny"})
         self.fusion_kind = fusion
         fusion_encoder = build_fusion_encoder(fusion, fusion_model, clip_encoder)
@@ -266,15 +273,14 @@ class FPDMDenoiser(PoseResidualInjection, ConditionalDenoiser):
         keys_fix = "add the view to data.init_args.encoder_inputs (e.g. dino: [512, 512], clip: [224, 224]) or set the key"
         pose = self._batch_tensor(batch, self.pose_key, "target pose image", f"set model.denoiser.init_args.pose_key")
         source = self._batch_tensor(batch, self.source_key, "source image for DINOv2", keys_fix)
-        conditions: Conditions = {
-            "pose": self.pose_encoder(pose),
-            "source": self.source_projection(self.source_encoder(source)),
-        }
+        memo = self.training  # sampling encodes once per sample already; training revisits samples every epoch
+        tokens = self.source_cache(self.source_encoder, source) if memo else self.source_encoder(source)
+        conditions: Conditions = {"pose": self.pose_encoder(pose), "source": self.source_projection(tokens)}
         if self.fusion_encoder is not None and self.fusion_adapter is not None:
             inputs = [self._batch_tensor(batch, k, f"input of the {self.fusion_kind} fusion model", keys_fix)
                       for k in self.fusion_keys]
             with torch.no_grad():
-                embedding = self.fusion_encoder(*inputs)
+                embedding = self.fusion_cache(self.fusion_encoder, *inputs) if memo else self.fusion_encoder(*inputs)
             conditions["fusion"] = self.fusion_adapter(embedding.float())
         return conditions
 

@@ -42,11 +42,13 @@ from torch import Tensor, nn
 
 from pgpis.data.parsing import LABEL_SETS, categories_for_keypoints, category_mask
 from pgpis.diffusion.denoiser import ConditionalDenoiser, Conditions, KeepMask
-from pgpis.models.attention import (DELTA, FUSION_KWARG, SIGMA, CaptureProcessor, FusionContext, HPFAAttnProcessor,
+from pgpis.models.attention import (DELTA, FUSION_KWARG, SIGMA, CaptureComplete, CaptureProcessor, CaptureStore,
+                                    FusionContext, HPFAAttnProcessor,
                                     ReferenceAttnProcessor, RegionCrossAttention, lowest_regions, mask_to_tokens,
                                     parsing_to_tokens, self_attention_layers, set_processors, source_attention,
                                     token_grid)
 from pgpis.models.encoders import CLIPImageEncoder, build_image_encoder
+from pgpis.models.frozen_cache import FrozenOutputCache
 from pgpis.models.pose_encoder import PoseEncoder, PoseResidualInjection, widths_for_factor
 from pgpis.models.unets import build_unet, first_block_width
 
@@ -98,6 +100,8 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         pose_block_out_channels: pose encoder widths (default: PoseGuider's, cut to the factor).
         cache_source: compute the source side once per sample in encode_conditions (False: every step).
         train_source_net: SourceNet learns with TargetNet (Animate Anyone's ReferenceNet does).
+        frozen_cache_size: in training, memoise up to this many per-sample CLIP outputs (global token, region
+            embeddings), keyed by the source image and parsing content (0: off; :mod:`pgpis.models.frozen_cache`).
         *_key: batch keys read by :meth:`encode_conditions`.
     """
 
@@ -122,6 +126,7 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         cache_source: bool = True,
         train_source_net: bool = True,
         gradient_checkpointing: bool = False,
+        frozen_cache_size: int = 0,
         source_key: str = "source",
         pose_key: str = "target_pose",
         parsing_key: str = "source_parsing",
@@ -144,6 +149,8 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         self.source_key, self.pose_key = source_key, pose_key
         self.parsing_key, self.keypoints_key = parsing_key, keypoints_key
         self._first_stage_ref: list[nn.Module] = []  # not a submodule: the LDM core owns the first stage
+        self.clip_cache = FrozenOutputCache(frozen_cache_size)
+        self.region_cache = FrozenOutputCache(frozen_cache_size)
 
         self.target_net = build_unet(**dict(unet or {"preset": "tiny"}))
         all_layers = self_attention_layers(self.target_net)
@@ -152,6 +159,7 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         if bad or not self.layers:
             raise ValueError(f"SiameseDenoiser: layers {bad or '[]'} are not self-attention layers of TargetNet; "
                              f"choose from {all_layers}")
+        self._last_fused_layer = max(self.layers, key=all_layers.index)  # SourceNet's forward stops after it
         self.source_net = copy.deepcopy(self.target_net) if source_features == "sourcenet" else None
         if self.source_net is not None:
             set_processors(self.source_net, {name: CaptureProcessor(name) for name in self.layers})
@@ -267,10 +275,13 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
     def _source_tokens(self, source_input: Tensor, clip_tokens: Tensor, latent_size: tuple[int, int]) -> dict[str, Tensor]:
         """F' per fused layer: SourceNet's captured attn1 inputs, or (B1) CLIP patches through per-layer MLPs."""
         if self.source_net is not None:
-            store: dict[str, Tensor] = {}
+            store = CaptureStore(stop_after=self._last_fused_layer)
             t0 = torch.zeros(source_input.shape[0], dtype=torch.long, device=source_input.device)
-            self.source_net(source_input.to(self.source_net.dtype), t0, encoder_hidden_states=clip_tokens,
-                            cross_attention_kwargs={FUSION_KWARG: store})
+            try:
+                self.source_net(source_input.to(self.source_net.dtype), t0, encoder_hidden_states=clip_tokens,
+                                cross_attention_kwargs={FUSION_KWARG: store})
+            except CaptureComplete:
+                pass  # every fused layer captured: the rest of SourceNet's forward would be unused
             missing = [n for n in self.layers if n not in store]
             if missing:
                 raise RuntimeError(f"SiameseDenoiser: SourceNet did not run layers {missing}")
@@ -322,12 +333,14 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
             raise ValueError(f"SiameseDenoiser: '{self.parsing_key}' is {tuple(parsing.shape[-2:])} but "
                              f"'{self.source_key}' is {tuple(source.shape[-2:])} (h x w); parsing maps must be at the "
                              "image size (the DataModule resizes them with nearest)")
+        memo = self.training  # sampling encodes once per sample already; training revisits samples every epoch
         with torch.no_grad():
-            clip_global = self.clip(source).float()
+            clip_global = (self.clip_cache(self.clip, source) if memo else self.clip(source)).float()
         clip_tokens = self.image_proj(clip_global)[:, None]
         raw: dict[str, Tensor] = {"target_mask": self.target_mask(parsing, keypoints), "parsing": parsing}
         if self.use_caa:
-            raw["region_clip"], raw["region_ok"] = self.region_embeddings(source, parsing)
+            raw["region_clip"], raw["region_ok"] = (self.region_cache(self.region_embeddings, source, parsing) if memo
+                                                    else self.region_embeddings(source, parsing))
         if self.source_net is not None:
             if not self._first_stage_ref:
                 raise RuntimeError("SiameseDenoiser: no first stage attached; use it inside "
