@@ -44,7 +44,19 @@ def run_lightning_cli(args: Sequence[str] | None = None):
     from lightning.pytorch.cli import LightningCLI
 
     class PgpisCLI(LightningCLI):
-        """Stages configure their own optimisers (paper schedules), so optimiser flags come from the model."""
+        """Stages configure their own optimisers (paper schedules), so optimiser flags come from the model.
+
+        With ``--ckpt_path``, Lightning replaces the model config by the hyper-parameters stored in the
+        checkpoint, silently dropping e.g. ``--model.init_args.guidance...`` of a guidance sweep. Here a
+        model named by the command line / YAML wins; the checkpoint's config fills in only when none is given.
+        """
+
+        def _parse_ckpt_path(self) -> None:
+            sub = self.config.get("subcommand")
+            model = self.config[sub].get("model") if sub else None
+            if model is not None and getattr(model, "class_path", None):
+                return
+            super()._parse_ckpt_path()
 
     return PgpisCLI(
         LightningModule,

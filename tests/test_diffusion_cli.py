@@ -78,6 +78,21 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert model.noise_scheduler.config.prediction_type == "v_prediction" and model.guidance.scale == 2.0
 
 
+def test_command_line_model_config_wins_over_checkpoint_hparams(tmp_path):
+    """Lightning would replace the model config by the checkpoint's stored one (dropping a guidance override)."""
+    _fit(tmp_path / "b", 1)
+    ckpt, record = tmp_path / "b" / "ckpt" / "last.ckpt", tmp_path / "guidance.txt"
+    (tmp_path / "v").mkdir()
+    cfg = _config(tmp_path / "v", 1, [{"class_path": "test_diffusion_helpers.RecordGuidance",
+                                        "init_args": {"path": str(record)}}])
+    cfg = cfg.rename(tmp_path / "validate.yaml")  # LightningCLI saves the resolved config into the run folder
+    main(["validate", "--config", str(cfg), "--ckpt_path", str(ckpt), "--model.init_args.guidance.init_args.scale", "5.0"])
+    assert "coefficients=[-4.0, 5.0]" in record.read_text()
+    record.unlink()
+    main(["validate", "--config", str(cfg), "--ckpt_path", str(ckpt)])
+    assert "coefficients=[-1.0, 2.0]" in record.read_text()
+
+
 def test_cpu_ddp_fit_and_sharded_inference(tmp_path):
     """2 gloo processes: fit, a CFG grid gathered across ranks, each test pair generated exactly once."""
     out = tmp_path / "gen"

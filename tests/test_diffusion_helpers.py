@@ -113,3 +113,15 @@ class RandomPairsDataModule(__import__("lightning").pytorch.LightningDataModule)
 
     def test_dataloader(self):
         return torch.utils.data.DataLoader(RandomPairs(5, self.size, seed=2), batch_size=self.batch_size)
+
+
+class RecordGuidance(__import__("lightning").pytorch.Callback):
+    """Writes the module's guidance policy at setup to `path` (what a `pgpis validate/test` run samples with)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        from pathlib import Path
+
+        Path(self.path).write_text(repr(pl_module.guidance))
