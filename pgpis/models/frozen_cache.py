@@ -7,8 +7,8 @@ embedded default the frozen IPF fusion model and DINOv2 cost ~11% of an FPDM
 training step and TruePose's per-region CLIP crops ~8% of its step, re-done
 every epoch for nothing.
 
-The key of a sample is a hash of the bytes (plus shape and dtype) of each of
-its input rows, so a random flip, a keypoint jitter or any other augmentation
+The key of a sample is a 96-bit digest of the bytes (plus shape and dtype) of
+each of its input rows, so a random flip, a keypoint jitter or any other augmentation
 gives a different key: a hit is always the output for exactly that input,
 never a stale one. Outputs match a fresh forward to float tolerance (a row
 computed in another batch may differ in the last bits through the batch's
@@ -19,9 +19,9 @@ the paper presets leave it off, the tiny presets turn it on.
 """
 from __future__ import annotations
 
-import hashlib
+import zlib
 from collections import OrderedDict
-from typing import Callable, Sequence, Union
+from typing import Callable, Hashable, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -29,22 +29,21 @@ from torch import Tensor
 Outputs = Union[Tensor, tuple[Tensor, ...]]
 
 
-def row_keys(inputs: Sequence[Tensor]) -> list[bytes]:
+def row_keys(inputs: Sequence[Tensor]) -> list[Hashable]:
     """One content digest per sample (dim 0) over all `inputs` together."""
     if not inputs:
         raise ValueError("row_keys: no inputs to key on")
     n = int(inputs[0].shape[0])
     if any(int(x.shape[0]) != n for x in inputs):
         raise ValueError(f"row_keys: inputs disagree on the batch size: {[tuple(x.shape) for x in inputs]}")
-    arrays = [x.detach().to("cpu").contiguous() for x in inputs]
+    # per row: Python's 64-bit SipHash of the bytes (~3x faster than blake2b here) and their CRC-32, with the
+    # shapes/dtypes: a 96-bit key, so 10^4 cached rows collide with probability ~1e-21
+    arrays = [x.detach().to("cpu").contiguous().reshape(n, -1).view(torch.uint8).numpy() for x in inputs]
+    header = "".join(f"{tuple(x.shape[1:])}{x.dtype}" for x in inputs)
     keys = []
     for i in range(n):
-        h = hashlib.blake2b(digest_size=16)
-        for x in arrays:
-            row = x[i]
-            h.update(f"{tuple(row.shape)}{row.dtype}".encode())
-            h.update(row.reshape(-1).view(torch.uint8).numpy().tobytes())
-        keys.append(h.digest())
+        rows = [x[i].tobytes() for x in arrays]
+        keys.append((header, tuple(hash(r) for r in rows), tuple(zlib.crc32(r) for r in rows)))
     return keys
 
 
@@ -61,7 +60,7 @@ class FrozenOutputCache:
         if int(max_entries) < 0:
             raise ValueError(f"FrozenOutputCache: max_entries must be >= 0 (0 = off), got {max_entries}")
         self.max_entries = int(max_entries)
-        self._store: "OrderedDict[bytes, tuple[Tensor, ...]]" = OrderedDict()
+        self._store: "OrderedDict[Hashable, Union[Tensor, tuple[Tensor, ...]]]" = OrderedDict()
         self.hits = 0
         self.misses = 0
 
