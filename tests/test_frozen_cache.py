@@ -54,6 +54,8 @@ def test_lru_bound_tuple_outputs_and_off_switch():
     assert len(cache) == 3  # least recently used rows evicted
     again = cache(pair, x[-3:])
     assert cache.hits == 3 and torch.equal(again[1], x[-3:] > 0)
+    bypass = cache(pair, x, use=False)  # e.g. sampling: no lookup, no store
+    assert cache.hits == 3 and len(cache) == 3 and torch.equal(bypass[0], x * 2)
     fn, off = CountingFn(), FrozenOutputCache(0)
     off(fn, x), off(fn, x)
     assert not off.enabled and fn.rows == [5, 5] and len(off) == 0

@@ -372,6 +372,6 @@ def set_processors(unet: nn.Module, special: Mapping[str, nn.Module | object]) -
 __all__ = [
     "FUSION_KWARG", "DELTA", "SIGMA", "self_attention_layers", "token_grid", "mask_to_tokens", "parsing_to_tokens",
     "hpfa_weights", "SourceAttention", "source_attention", "region_means", "lowest_regions", "PlainAttnProcessor",
-    "CaptureComplete", "CaptureStore", "CaptureProcessor", "FusionContext", "RegionCrossAttention", "ReferenceAttnProcessor", "HPFAAttnProcessor",
-    "set_processors",
+    "CaptureComplete", "CaptureStore", "CaptureProcessor", "FusionContext", "RegionCrossAttention",
+    "ReferenceAttnProcessor", "HPFAAttnProcessor", "set_processors",
 ]

@@ -32,8 +32,8 @@ core's keep-mask (training dropout and guidance branches use the same path):
 Frozen encoders (DINOv2, IPF, CLIP) run under ``no_grad`` and stay in eval mode
 whatever ``train()`` is called with (no dropout in the conditioning, a pitfall of
 the reference code). Being deterministic, their outputs can be memoised across
-training epochs (``frozen_cache_size``, :mod:`pgpis.models.frozen_cache`). The last layers of the pose encoder and of the fusion MLP
-are zero-initialised, so at initialisation the denoiser equals the plain UNet
+training epochs (``frozen_cache_size``, :mod:`pgpis.models.frozen_cache`). The
+last layers of the pose encoder and of the fusion MLP are zero-initialised, so at initialisation the denoiser equals the plain UNet
 fed the projected source tokens: a pretrained UNet starts undisturbed.
 """
 from __future__ import annotations
@@ -274,13 +274,13 @@ class FPDMDenoiser(PoseResidualInjection, ConditionalDenoiser):
         pose = self._batch_tensor(batch, self.pose_key, "target pose image", f"set model.denoiser.init_args.pose_key")
         source = self._batch_tensor(batch, self.source_key, "source image for DINOv2", keys_fix)
         memo = self.training  # sampling encodes once per sample already; training revisits samples every epoch
-        tokens = self.source_cache(self.source_encoder, source) if memo else self.source_encoder(source)
+        tokens = self.source_cache(self.source_encoder, source, use=memo)
         conditions: Conditions = {"pose": self.pose_encoder(pose), "source": self.source_projection(tokens)}
         if self.fusion_encoder is not None and self.fusion_adapter is not None:
             inputs = [self._batch_tensor(batch, k, f"input of the {self.fusion_kind} fusion model", keys_fix)
                       for k in self.fusion_keys]
             with torch.no_grad():
-                embedding = self.fusion_cache(self.fusion_encoder, *inputs) if memo else self.fusion_encoder(*inputs)
+                embedding = self.fusion_cache(self.fusion_encoder, *inputs, use=memo)
             conditions["fusion"] = self.fusion_adapter(embedding.float())
         return conditions
 

@@ -50,10 +50,11 @@ def row_keys(inputs: Sequence[Tensor]) -> list[Hashable]:
 class FrozenOutputCache:
     """LRU of per-sample outputs of a deterministic function of per-sample inputs (see the module docstring).
 
-    ``cache(fn, *inputs)`` returns what ``fn(*inputs)`` would: `fn` runs only on
+    ``cache(fn, *inputs, use=...)`` returns what ``fn(*inputs)`` would: `fn` runs only on
     the rows not seen before (all rows of one call share a batch), and its
     output (a tensor or a tuple of tensors, each with the batch in dim 0) is
-    split per row and stored. ``hits`` / ``misses`` count rows.
+    split per row and stored. ``hits`` / ``misses`` count rows. ``use=False`` (e.g.
+    sampling, which encodes once per sample anyway) calls `fn` without the cache.
     """
 
     def __init__(self, max_entries: int = 0):
@@ -74,8 +75,8 @@ class FrozenOutputCache:
     def clear(self) -> None:
         self._store.clear()
 
-    def __call__(self, fn: Callable[..., Outputs], *inputs: Tensor) -> Outputs:
-        if not self.enabled:
+    def __call__(self, fn: Callable[..., Outputs], *inputs: Tensor, use: bool = True) -> Outputs:
+        if not (use and self.enabled):
             return fn(*inputs)
         keys = row_keys(inputs)
         missing = [i for i, k in enumerate(keys) if k not in self._store]

@@ -43,10 +43,9 @@ from torch import Tensor, nn
 from pgpis.data.parsing import LABEL_SETS, categories_for_keypoints, category_mask
 from pgpis.diffusion.denoiser import ConditionalDenoiser, Conditions, KeepMask
 from pgpis.models.attention import (DELTA, FUSION_KWARG, SIGMA, CaptureComplete, CaptureProcessor, CaptureStore,
-                                    FusionContext, HPFAAttnProcessor,
-                                    ReferenceAttnProcessor, RegionCrossAttention, lowest_regions, mask_to_tokens,
-                                    parsing_to_tokens, self_attention_layers, set_processors, source_attention,
-                                    token_grid)
+                                    FusionContext, HPFAAttnProcessor, ReferenceAttnProcessor, RegionCrossAttention,
+                                    lowest_regions, mask_to_tokens, parsing_to_tokens, self_attention_layers,
+                                    set_processors, source_attention, token_grid)
 from pgpis.models.encoders import CLIPImageEncoder, build_image_encoder
 from pgpis.models.frozen_cache import FrozenOutputCache
 from pgpis.models.pose_encoder import PoseEncoder, PoseResidualInjection, widths_for_factor
@@ -335,12 +334,11 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
                              "image size (the DataModule resizes them with nearest)")
         memo = self.training  # sampling encodes once per sample already; training revisits samples every epoch
         with torch.no_grad():
-            clip_global = (self.clip_cache(self.clip, source) if memo else self.clip(source)).float()
+            clip_global = self.clip_cache(self.clip, source, use=memo).float()
         clip_tokens = self.image_proj(clip_global)[:, None]
         raw: dict[str, Tensor] = {"target_mask": self.target_mask(parsing, keypoints), "parsing": parsing}
         if self.use_caa:
-            raw["region_clip"], raw["region_ok"] = (self.region_cache(self.region_embeddings, source, parsing) if memo
-                                                    else self.region_embeddings(source, parsing))
+            raw["region_clip"], raw["region_ok"] = self.region_cache(self.region_embeddings, source, parsing, use=memo)
         if self.source_net is not None:
             if not self._first_stage_ref:
                 raise RuntimeError("SiameseDenoiser: no first stage attached; use it inside "
