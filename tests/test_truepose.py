@@ -191,3 +191,17 @@ def test_style_transfer_blends_every_step(model):
 def test_joint_dropout_drops_all_conditions_per_sample():
     keep = ConditionDropout("joint", 0.3)(("source",), 4000, "cpu", generator=torch.Generator().manual_seed(0))
     assert abs((~keep["source"]).float().mean().item() - 0.3) < 0.03
+
+
+def test_trainable_clip_learns_and_is_never_memoised():
+    """clip_encoder.trainable: gradients reach the CLIP tower through the global token and the region crops."""
+    m = make_model(clip_encoder={"preset": "tiny", "trainable": True}, frozen_cache_size=64).train()
+    den = m.denoiser
+    assert den.clip.training and any(p.requires_grad for p in den.clip.parameters())
+    keep = {"source": torch.tensor([True, True])}
+    for _ in range(2):
+        m.zero_grad()
+        m.diffusion_loss(make_batch(), generator=torch.Generator().manual_seed(0), keep=keep).backward()
+    grads = [p.grad for p in den.clip.parameters() if p.grad is not None]
+    assert grads and sum(g.abs().sum() for g in grads) > 0
+    assert len(den.clip_cache) == 0 and len(den.region_cache) == 0

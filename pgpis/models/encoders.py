@@ -139,6 +139,10 @@ CLIP_PRESETS: dict[str, dict[str, Any]] = {
     # transformers test-suite size: milliseconds per step; unit tests
     "tiny": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                  patch_size=8, image_size=64, projection_dim=32),
+    # the tiny tower at 32 px (16 patches): the tiny TruePose's 32x24 sources and their region crops hold no more
+    # detail, and it trains jointly there, so a quarter of the tokens is a quarter of the cost
+    "tiny-32": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                    patch_size=8, image_size=32, projection_dim=32),
     # the embedded default: 4 layers, 64 wide at 64 px learns FPDM's retrieval ordering in minutes on a CPU
     "small": dict(hidden_size=64, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
                   patch_size=8, image_size=64, projection_dim=64),

@@ -49,6 +49,7 @@ from pgpis.models.attention import (DELTA, FUSION_KWARG, SIGMA, CaptureComplete,
 from pgpis.models.encoders import CLIPImageEncoder, build_image_encoder
 from pgpis.models.frozen_cache import FrozenOutputCache
 from pgpis.models.pose_encoder import PoseEncoder, PoseResidualInjection, widths_for_factor
+from pgpis.models.regions import crop_regions, region_boxes
 from pgpis.models.unets import build_unet, first_block_width
 
 #: Animate Anyone's PoseGuider widths: four conv stages for SD's x8 VAE
@@ -89,7 +90,8 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         caa: refine the fused tokens with CLIP embeddings of the K lowest-attended regions.
         source_features: "sourcenet" (paper) or "clip" (ablation B1: no SourceNet).
         layers: attn1 module names to fuse (default: all TargetNet self-attention layers).
-        clip_encoder: :class:`pgpis.models.encoders.EncoderSpec` dict (frozen CLIP image tower).
+        clip_encoder: :class:`pgpis.models.encoders.EncoderSpec` dict of the CLIP image tower (frozen, as in the
+            paper, unless it sets ``trainable: true``: a randomly initialised preset has nothing to keep).
         caa_regions: K, the number of lowest-attended regions (paper: 2).
         delta, sigma: eq. 6 weights (paper: 0.6, 0.3).
         label_set: parsing label set of the maps ("lip", "atr", "cihp").
@@ -164,8 +166,9 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
             set_processors(self.source_net, {name: CaptureProcessor(name) for name in self.layers})
             self.source_net.requires_grad_(bool(train_source_net))
 
-        clip_spec = {**dict(clip_encoder or {"preset": "tiny"}), "trainable": False}
+        clip_spec = {"trainable": False, **dict(clip_encoder or {"preset": "tiny"})}
         self.clip = build_image_encoder(clip_spec, key="model.init_args.denoiser.init_args.clip_encoder")
+        self.clip_trainable = bool(clip_spec["trainable"])
         cross_dim = int(self.target_net.config.cross_attention_dim)
         self.image_proj = nn.Linear(self.clip.embed_dim, cross_dim) if self.clip.embed_dim != cross_dim else nn.Identity()
 
@@ -220,7 +223,8 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
 
     def train(self, mode: bool = True) -> "SiameseDenoiser":
         super().train(mode)
-        self.clip.eval()
+        if not self.clip_trainable:
+            self.clip.eval()
         return self
 
     def enable_gradient_checkpointing(self) -> None:
@@ -246,29 +250,14 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
             masks.append(category_mask(p, cats, self.label_set))
         return torch.stack(masks)
 
-    @torch.no_grad()
     def region_embeddings(self, source: Tensor, parsing: Tensor) -> tuple[Tensor, Tensor]:
         """CLIP embeddings of the bounding-box crop of every allowed class present: [B, R, D] and present [B, R]."""
         b, r = source.shape[0], self.label_set.num_classes
-        size = self.clip.input_size
-        crops, slots = [], []
-        for i in range(b):
-            for c in torch.unique(parsing[i]).tolist():
-                if not (0 <= c < r) or not bool(self.caa_allowed[c]):
-                    continue
-                ys, xs = torch.nonzero(parsing[i] == c, as_tuple=True)
-                crop = source[i : i + 1, :, int(ys.min()) : int(ys.max()) + 1, int(xs.min()) : int(xs.max()) + 1]
-                crops.append(F.interpolate(crop.float(), size=size, mode="bicubic", antialias=True,
-                                           align_corners=False).clamp(-1, 1))
-                slots.append((i, c))
+        boxes, present = region_boxes(parsing, r, self.caa_allowed)
         emb = source.new_zeros(b, r, self.clip.embed_dim, dtype=torch.float32)
-        present = torch.zeros(b, r, dtype=torch.bool, device=source.device)
-        if crops:
-            out = self.clip(torch.cat(crops)).float()
-            rows = torch.tensor([s[0] for s in slots], device=source.device)
-            cols = torch.tensor([s[1] for s in slots], device=source.device)
-            emb[rows, cols] = out
-            present[rows, cols] = True
+        crops = crop_regions(source.float(), boxes, present, self.clip.input_size)
+        if crops.shape[0]:
+            emb = emb.index_put((*torch.nonzero(present, as_tuple=True),), self.clip(crops).float())
         return emb, present
 
     def _source_tokens(self, source_input: Tensor, clip_tokens: Tensor, latent_size: tuple[int, int]) -> dict[str, Tensor]:
@@ -332,13 +321,15 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
             raise ValueError(f"SiameseDenoiser: '{self.parsing_key}' is {tuple(parsing.shape[-2:])} but "
                              f"'{self.source_key}' is {tuple(source.shape[-2:])} (h x w); parsing maps must be at the "
                              "image size (the DataModule resizes them with nearest)")
-        memo = self.training  # sampling encodes once per sample already; training revisits samples every epoch
-        with torch.no_grad():
+        # sampling encodes once per sample already; training revisits samples every epoch (frozen CLIP only)
+        memo = self.training and not self.clip_trainable
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.clip_trainable):
             clip_global = self.clip_cache(self.clip, source, use=memo).float()
+            region = self.region_cache(self.region_embeddings, source, parsing, use=memo) if self.use_caa else None
         clip_tokens = self.image_proj(clip_global)[:, None]
         raw: dict[str, Tensor] = {"target_mask": self.target_mask(parsing, keypoints), "parsing": parsing}
-        if self.use_caa:
-            raw["region_clip"], raw["region_ok"] = self.region_cache(self.region_embeddings, source, parsing, use=memo)
+        if region is not None:
+            raw["region_clip"], raw["region_ok"] = region
         if self.source_net is not None:
             if not self._first_stage_ref:
                 raise RuntimeError("SiameseDenoiser: no first stage attached; use it inside "
@@ -346,7 +337,7 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
             with torch.no_grad():
                 raw["source_input"] = self._first_stage_ref[0].encode(source).float()
         else:
-            with torch.no_grad():
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.clip_trainable):
                 raw["source_input"] = self.clip.model(pixel_values=self.clip.preprocess(source)).last_hidden_state[:, 1:]
         conditions: Conditions = {"pose": self.pose_encoder(pose), "clip_tokens": clip_tokens}
         conditions.update(self.source_conditions(raw, clip_tokens) if self.cache_source else raw)
