@@ -194,7 +194,7 @@ def test_joint_dropout_drops_all_conditions_per_sample():
 
 
 def test_trainable_clip_learns_and_is_never_memoised():
-    """clip_encoder.trainable: gradients reach the CLIP tower through the global token and the region crops."""
+    """clip_encoder.trainable: the CLIP tower gets gradients (the frozen default has none) and nothing is memoised."""
     m = make_model(clip_encoder={"preset": "tiny", "trainable": True}, frozen_cache_size=64).train()
     den = m.denoiser
     assert den.clip.training and any(p.requires_grad for p in den.clip.parameters())
