@@ -205,3 +205,5 @@ def test_trainable_clip_learns_and_is_never_memoised():
     grads = [p.grad for p in den.clip.parameters() if p.grad is not None]
     assert grads and sum(g.abs().sum() for g in grads) > 0
     assert len(den.clip_cache) == 0 and len(den.region_cache) == 0
+    frozen = make_model().train().denoiser.clip
+    assert not frozen.training and not any(p.requires_grad for p in frozen.parameters())

@@ -221,12 +221,6 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
                              f"{self.target_net.config.in_channels}; set unet.in_channels/out_channels: {channels}")
         self._first_stage_ref[:] = [first_stage]
 
-    def train(self, mode: bool = True) -> "SiameseDenoiser":
-        super().train(mode)
-        if not self.clip_trainable:
-            self.clip.eval()
-        return self
-
     def enable_gradient_checkpointing(self) -> None:
         for net in (self.target_net, self.source_net):
             if net is not None:
@@ -236,7 +230,7 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         value = batch.get(key)
         if not isinstance(value, Tensor):
             fix = ("build the DataModule with parsing: true (data.init_args.parsing: true)" if "parsing" in key
-                   else f"set the matching *_key of the SiameseDenoiser")
+                   else "set the matching *_key of the SiameseDenoiser")
             raise KeyError(f"SiameseDenoiser: the batch has no tensor '{key}' ({what}); batch keys: {sorted(batch)}. "
                            f"Fix: {fix}")
         return value
