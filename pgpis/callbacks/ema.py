@@ -13,14 +13,45 @@ averaged weights in ``state_dict``) is Lightning's.
 from __future__ import annotations
 
 from copy import deepcopy
-from typing import Any
+from typing import Any, Optional, Union
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging as _LightningEMA
+from torch import Tensor
+from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+
+def ema_multi_update(decay: float):
+    """``multi_avg_fn`` for ``AveragedModel``: EMA of floating tensors (for-each lerp); others (int ids) are copied."""
+    lerp = get_ema_multi_avg_fn(decay)
+
+    def update(averaged: list[Tensor], current: list[Tensor], num_averaged: Tensor) -> None:
+        if averaged[0].is_floating_point() or averaged[0].is_complex():
+            lerp(averaged, current, num_averaged)
+        else:
+            torch._foreach_copy_(averaged, current)
+
+    return update
 
 
 class EMAWeightAveraging(_LightningEMA):
     """``lightning.pytorch.callbacks.EMAWeightAveraging`` whose post-training checkpoints resume exactly."""
+
+    def __init__(
+        self,
+        device: Optional[Union[torch.device, str, int]] = None,
+        use_buffers: bool = True,
+        decay: float = 0.999,
+        update_every_n_steps: int = 1,
+        update_starting_at_step: Optional[int] = None,
+        update_starting_at_epoch: Optional[int] = None,
+    ):
+        super().__init__(device=device, use_buffers=use_buffers, decay=decay, update_every_n_steps=update_every_n_steps,
+                         update_starting_at_step=update_starting_at_step,
+                         update_starting_at_epoch=update_starting_at_epoch)
+        self._kwargs.pop("avg_fn", None)  # AveragedModel prefers multi_avg_fn only when avg_fn is unset
+        self._kwargs["multi_avg_fn"] = ema_multi_update(decay)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._live_state: dict[str, Any] | None = None

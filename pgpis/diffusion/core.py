@@ -27,6 +27,7 @@ from pgpis.diffusion.first_stage import FirstStage
 from pgpis.diffusion.guidance import GuidancePolicy, NoGuidance
 from pgpis.diffusion.sampler import Sampler, StepHook
 from pgpis.diffusion.schedules import WarmupStepDecay, build_noise_scheduler, loss_target
+from pgpis.optim import adamw
 
 
 def _under_lightning_cli() -> bool:
@@ -146,7 +147,7 @@ class LatentDiffusion(pl.LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.denoiser.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay, betas=self.betas)
+        opt = adamw(params, lr=self.lr, weight_decay=self.weight_decay, betas=self.betas)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, self.lr_schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": self.lr_schedule.unit, "frequency": 1}}
 

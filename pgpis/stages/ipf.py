@@ -33,6 +33,7 @@ from pgpis.metrics.retrieval import RetrievalCollector, format_table, update_met
 from pgpis.models.combiner import Combiner
 from pgpis.models.encoders import EncoderSpec, build_image_encoder
 from pgpis.models.fusion import FusionModel, load_fusion_model
+from pgpis.optim import adamw
 
 __all__ = ["IPFCombiner", "load_fusion_model", "FusionModel"]
 
@@ -132,7 +133,7 @@ class IPFCombiner(LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        return adamw(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch: Mapping[str, Any], stage: str) -> None:
