@@ -207,3 +207,29 @@ def test_trainable_clip_learns_and_is_never_memoised():
     assert len(den.clip_cache) == 0 and len(den.region_cache) == 0
     frozen = make_model().train().denoiser.clip
     assert not frozen.training and not any(p.requires_grad for p in frozen.parameters())
+
+
+def test_source_pose_conditions_sourcenet_only_when_asked():
+    batch = make_batch()
+    batch["source_pose"] = torch.rand(2, 3, 32, 24, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    m = make_model(source_pose=True)
+    den = m.denoiser
+    with torch.no_grad():  # the zero-initialised pose encoder would hide the residual: give it weights
+        den.pose_encoder.conv_out.weight.normal_(0, 0.1)
+    layer = den.layers[0]
+    with torch.no_grad():
+        a = den.encode_conditions(batch)[f"{layer}/hpfa"]
+        b = den.encode_conditions(dict(batch, source_pose=batch["source_pose"].flip(0)))[f"{layer}/hpfa"]
+        off = make_model()
+        off.denoiser.load_state_dict(den.state_dict())
+        c = off.denoiser.encode_conditions(batch)[f"{layer}/hpfa"]
+    assert not torch.allclose(a, b) and not torch.allclose(a, c)  # SourceNet sees the source pose
+    # the cached source side and the every-step one agree, and training reaches the pose encoder from SourceNet
+    cached = m.generate(batch)
+    den.cache_source = False
+    torch.testing.assert_close(cached, m.generate(batch), atol=1e-5, rtol=1e-4)
+    missing = {k: v for k, v in batch.items() if k != "source_pose"}
+    with pytest.raises(KeyError, match="source_pose"):
+        den.encode_conditions(missing)
+    with pytest.raises(ValueError, match="source_pose"):
+        SiameseDenoiser(unet=TINY_UNET, downsample_factor=2, source_features="clip", source_pose=True)

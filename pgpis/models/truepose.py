@@ -9,6 +9,12 @@
 * **SourceNet** is a copy of TargetNet (identical architecture and initial
   weights). It sees the clean source latent at t = 0 and its self-attention
   inputs F' are captured at the fused layers (default: every attn1 of TargetNet).
+* With ``source_pose=True`` (off in the paper preset) SourceNet's ``conv_in`` also
+  gets the same pose encoder's features of the *source* pose, so a body part
+  carries the same code in both nets and HPFA's target queries can find it in
+  the source keys. SD-1.5's features already know body parts; a UNet trained
+  from scratch does not (on the tiny preset the target queries' attention onto
+  H' stayed at chance without it).
 * Everything on the source side — the SourceNet pass, eq. 6-7's H', CAA's
   region choice and the CLIP embeddings of the region crops — is independent of
   the noise level, so :meth:`encode_conditions` computes it **once per sample**
@@ -33,6 +39,7 @@ the plain dual-UNet concatenation (B2); ``caa=False`` removes CAA (B3);
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any, Literal, Mapping, Optional, Sequence
 
@@ -101,6 +108,9 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         pose_block_out_channels: pose encoder widths (default: PoseGuider's, cut to the factor).
         cache_source: compute the source side once per sample in encode_conditions (False: every step).
         train_source_net: SourceNet learns with TargetNet (Animate Anyone's ReferenceNet does).
+        source_pose: also add the pose encoder's features of the *source* pose to SourceNet's ``conv_in`` output
+            (off in the paper, whose SourceNet sees z_s only and relies on SD-1.5's semantic features to line up
+            body parts; a from-scratch SourceNet has no such features, see experiments/tiny/truepose.yaml).
         frozen_cache_size: in training, memoise up to this many per-sample CLIP outputs (global token, region
             embeddings), keyed by the source image and parsing content (0: off; :mod:`pgpis.models.frozen_cache`).
         *_key: batch keys read by :meth:`encode_conditions`.
@@ -126,10 +136,12 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         pose_block_out_channels: Optional[Sequence[int]] = None,
         cache_source: bool = True,
         train_source_net: bool = True,
+        source_pose: bool = False,
         gradient_checkpointing: bool = False,
         frozen_cache_size: int = 0,
         source_key: str = "source",
         pose_key: str = "target_pose",
+        source_pose_key: str = "source_pose",
         parsing_key: str = "source_parsing",
         keypoints_key: str = "target_keypoints",
     ):
@@ -147,7 +159,7 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
                                     if keypoint_categories is not None else None)
         self.downsample_factor = int(downsample_factor)
         self.cache_source = bool(cache_source)
-        self.source_key, self.pose_key = source_key, pose_key
+        self.source_key, self.pose_key, self.source_pose_key = source_key, pose_key, source_pose_key
         self.parsing_key, self.keypoints_key = parsing_key, keypoints_key
         self._first_stage_ref: list[nn.Module] = []  # not a submodule: the LDM core owns the first stage
         self.clip_cache = FrozenOutputCache(frozen_cache_size)
@@ -201,6 +213,12 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         self.register_buffer("caa_allowed", allowed, persistent=False)
 
         self._attach_pose_residual(self.target_net.conv_in)
+        self.source_pose = bool(source_pose) and self.source_net is not None
+        if source_pose and self.source_net is None:
+            raise ValueError("SiameseDenoiser: source_pose=true conditions SourceNet, but source_features='clip' "
+                             "(ablation B1) has none; set source_pose: false")
+        if self.source_pose:
+            self._attach_pose_residual(self.source_net.conv_in)  # armed only around SourceNet's call
         if gradient_checkpointing:
             self.enable_gradient_checkpointing()
 
@@ -254,14 +272,17 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
             emb = emb.index_put((*torch.nonzero(present, as_tuple=True),), self.clip(crops).float())
         return emb, present
 
-    def _source_tokens(self, source_input: Tensor, clip_tokens: Tensor, latent_size: tuple[int, int]) -> dict[str, Tensor]:
+    def _source_tokens(self, source_input: Tensor, clip_tokens: Tensor, latent_size: tuple[int, int],
+                       source_pose: Optional[Tensor] = None) -> dict[str, Tensor]:
         """F' per fused layer: SourceNet's captured attn1 inputs, or (B1) CLIP patches through per-layer MLPs."""
         if self.source_net is not None:
             store = CaptureStore(stop_after=self._last_fused_layer)
             t0 = torch.zeros(source_input.shape[0], dtype=torch.long, device=source_input.device)
+            armed = self._pose_injection(source_pose) if source_pose is not None else contextlib.nullcontext()
             try:
-                self.source_net(source_input.to(self.source_net.dtype), t0, encoder_hidden_states=clip_tokens,
-                                cross_attention_kwargs={FUSION_KWARG: store})
+                with armed:
+                    self.source_net(source_input.to(self.source_net.dtype), t0, encoder_hidden_states=clip_tokens,
+                                    cross_attention_kwargs={FUSION_KWARG: store})
             except CaptureComplete:
                 pass  # every fused layer captured: the rest of SourceNet's forward would be unused
             missing = [n for n in self.layers if n not in store]
@@ -281,7 +302,7 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         """Per-layer fusion inputs from the raw source conditions (see :class:`FusionContext` for the keys)."""
         mask, parsing = raw["target_mask"], raw["parsing"]
         latent_size = (mask.shape[-2] // self.downsample_factor, mask.shape[-1] // self.downsample_factor)
-        tokens = self._source_tokens(raw["source_input"], clip_tokens, latent_size)
+        tokens = self._source_tokens(raw["source_input"], clip_tokens, latent_size, raw.get("source_pose"))
         out: dict[str, Tensor] = {}
         for name, f_src in tokens.items():
             if self.fusion == "reference":
@@ -330,6 +351,8 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
                                    "pgpis.stages.parsing_siamese_ldm.ParsingSiameseLDM (it calls attach_first_stage)")
             with torch.no_grad():
                 raw["source_input"] = self._first_stage_ref[0].encode(source).float()
+            if self.source_pose:
+                raw["source_pose"] = self.pose_encoder(self._tensor(batch, self.source_pose_key, "source pose image"))
         else:
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.clip_trainable):
                 raw["source_input"] = self.clip.model(pixel_values=self.clip.preprocess(source)).last_hidden_state[:, 1:]
