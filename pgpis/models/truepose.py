@@ -213,10 +213,10 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         self.register_buffer("caa_allowed", allowed, persistent=False)
 
         self._attach_pose_residual(self.target_net.conv_in)
-        self.source_pose = bool(source_pose) and self.source_net is not None
         if source_pose and self.source_net is None:
             raise ValueError("SiameseDenoiser: source_pose=true conditions SourceNet, but source_features='clip' "
                              "(ablation B1) has none; set source_pose: false")
+        self.source_pose = bool(source_pose)
         if self.source_pose:
             self._attach_pose_residual(self.source_net.conv_in)  # armed only around SourceNet's call
         if gradient_checkpointing:
