@@ -233,3 +233,30 @@ def test_source_pose_conditions_sourcenet_only_when_asked():
         den.encode_conditions(missing)
     with pytest.raises(ValueError, match="source_pose"):
         SiameseDenoiser(unet=TINY_UNET, downsample_factor=2, source_features="clip", source_pose=True)
+
+
+def test_source_parsing_embeds_the_parsing_map_into_sourcenet():
+    batch = make_batch()
+    m = make_model(source_parsing=True)
+    den = m.denoiser
+    layer = den.layers[0]
+    relabelled = batch["source_parsing"].clone()
+    relabelled[relabelled == LIP.index("Upper-clothes")] = LIP.index("Dress")  # same mask for HPFA, other class
+    with torch.no_grad():
+        zero = den.encode_conditions(batch)[f"{layer}/hpfa"]
+        off = make_model()
+        off.denoiser.load_state_dict({k: v for k, v in den.state_dict().items() if "parsing_encoder" not in k})
+        torch.testing.assert_close(zero, off.denoiser.encode_conditions(batch)[f"{layer}/hpfa"])  # zero-initialised
+        torch.testing.assert_close(zero, den.encode_conditions(dict(batch, source_parsing=relabelled))[f"{layer}/hpfa"])
+        den.parsing_encoder.conv_out.weight.normal_(0, 0.1)
+        a = den.encode_conditions(batch)[f"{layer}/hpfa"]
+        b = den.encode_conditions(dict(batch, source_parsing=relabelled))[f"{layer}/hpfa"]
+    assert not torch.allclose(a, b)  # SourceNet's tokens say which class they show
+    cached = m.generate(batch)
+    den.cache_source = False
+    torch.testing.assert_close(cached, m.generate(batch), atol=1e-5, rtol=1e-4)
+    m.train()
+    m.training_step(batch, 0).backward()
+    assert den.parsing_encoder.conv_out.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="source_parsing"):
+        SiameseDenoiser(unet=TINY_UNET, downsample_factor=2, source_features="clip", source_parsing=True)

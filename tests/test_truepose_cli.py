@@ -35,7 +35,8 @@ def _shrunk_config(tmp: Path, root: Path, denoiser_overrides: dict) -> Path:
     pytest.param({"fusion": "reference", "caa": False}, marks=pytest.mark.slow),  # B2
     pytest.param({"caa": False}, marks=pytest.mark.slow),  # B3
     pytest.param({"fusion": "reference"}, marks=pytest.mark.slow),  # B4
-    pytest.param({"source_features": "clip", "source_pose": False}, marks=pytest.mark.slow),  # B1: no SourceNet to pose
+    pytest.param({"source_features": "clip", "source_pose": False, "source_parsing": False},
+                 marks=pytest.mark.slow),  # B1: no SourceNet to condition
 ])
 def test_tiny_experiment_fits_samples_and_scores(tmp_path, synthetic_root, overrides):
     assert main(["fit", "--config", str(_shrunk_config(tmp_path, synthetic_root, overrides))]) == 0

@@ -15,6 +15,11 @@
   the source keys. SD-1.5's features already know body parts; a UNet trained
   from scratch does not (on the tiny preset the target queries' attention onto
   H' stayed at chance without it).
+* With ``source_parsing=True`` (also off in the paper preset) SourceNet's
+  ``conv_in`` gets a learned embedding of the one-hot source parsing map (a
+  conv encoder of the pose encoder's shape, zero-initialised), so every source
+  token says which body part it shows; HPFA's mask and CAA already read the
+  same map.
 * Everything on the source side — the SourceNet pass, eq. 6-7's H', CAA's
   region choice and the CLIP embeddings of the region crops — is independent of
   the noise level, so :meth:`encode_conditions` computes it **once per sample**
@@ -111,6 +116,8 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         source_pose: also add the pose encoder's features of the *source* pose to SourceNet's ``conv_in`` output
             (off in the paper, whose SourceNet sees z_s only and relies on SD-1.5's semantic features to line up
             body parts; a from-scratch SourceNet has no such features, see experiments/tiny/truepose.yaml).
+        source_parsing: also add a learned embedding of the one-hot source parsing map to SourceNet's ``conv_in``
+            output (off in the paper, for the same reason as ``source_pose``).
         frozen_cache_size: in training, memoise up to this many per-sample CLIP outputs (global token, region
             embeddings), keyed by the source image and parsing content (0: off; :mod:`pgpis.models.frozen_cache`).
         *_key: batch keys read by :meth:`encode_conditions`.
@@ -137,6 +144,7 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         cache_source: bool = True,
         train_source_net: bool = True,
         source_pose: bool = False,
+        source_parsing: bool = False,
         gradient_checkpointing: bool = False,
         frozen_cache_size: int = 0,
         source_key: str = "source",
@@ -213,11 +221,14 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         self.register_buffer("caa_allowed", allowed, persistent=False)
 
         self._attach_pose_residual(self.target_net.conv_in)
-        if source_pose and self.source_net is None:
-            raise ValueError("SiameseDenoiser: source_pose=true conditions SourceNet, but source_features='clip' "
-                             "(ablation B1) has none; set source_pose: false")
-        self.source_pose = bool(source_pose)
-        if self.source_pose:
+        for flag, value in (("source_pose", source_pose), ("source_parsing", source_parsing)):
+            if value and self.source_net is None:
+                raise ValueError(f"SiameseDenoiser: {flag}=true conditions SourceNet, but source_features='clip' "
+                                 f"(ablation B1) has none; set {flag}: false")
+        self.source_pose, self.source_parsing = bool(source_pose), bool(source_parsing)
+        self.parsing_encoder = (PoseEncoder(first_block_width(self.target_net), self.downsample_factor, widths,
+                                            in_channels=self.label_set.num_classes) if self.source_parsing else None)
+        if self.source_pose or self.source_parsing:
             self._attach_pose_residual(self.source_net.conv_in)  # armed only around SourceNet's call
         if gradient_checkpointing:
             self.enable_gradient_checkpointing()
@@ -273,12 +284,15 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         return emb, present
 
     def _source_tokens(self, source_input: Tensor, clip_tokens: Tensor, latent_size: tuple[int, int],
-                       source_pose: Optional[Tensor] = None) -> dict[str, Tensor]:
-        """F' per fused layer: SourceNet's captured attn1 inputs, or (B1) CLIP patches through per-layer MLPs."""
+                       source_residual: Optional[Tensor] = None) -> dict[str, Tensor]:
+        """F' per fused layer: SourceNet's captured attn1 inputs, or (B1) CLIP patches through per-layer MLPs.
+
+        `source_residual` (source pose and/or parsing features) is added to SourceNet's ``conv_in`` output.
+        """
         if self.source_net is not None:
             store = CaptureStore(stop_after=self._last_fused_layer)
             t0 = torch.zeros(source_input.shape[0], dtype=torch.long, device=source_input.device)
-            armed = self._pose_injection(source_pose) if source_pose is not None else contextlib.nullcontext()
+            armed = self._pose_injection(source_residual) if source_residual is not None else contextlib.nullcontext()
             try:
                 with armed:
                     self.source_net(source_input.to(self.source_net.dtype), t0, encoder_hidden_states=clip_tokens,
@@ -302,7 +316,7 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         """Per-layer fusion inputs from the raw source conditions (see :class:`FusionContext` for the keys)."""
         mask, parsing = raw["target_mask"], raw["parsing"]
         latent_size = (mask.shape[-2] // self.downsample_factor, mask.shape[-1] // self.downsample_factor)
-        tokens = self._source_tokens(raw["source_input"], clip_tokens, latent_size, raw.get("source_pose"))
+        tokens = self._source_tokens(raw["source_input"], clip_tokens, latent_size, raw.get("source_residual"))
         out: dict[str, Tensor] = {}
         for name, f_src in tokens.items():
             if self.fusion == "reference":
@@ -351,8 +365,14 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
                                    "pgpis.stages.parsing_siamese_ldm.ParsingSiameseLDM (it calls attach_first_stage)")
             with torch.no_grad():
                 raw["source_input"] = self._first_stage_ref[0].encode(source).float()
+            residuals = []
             if self.source_pose:
-                raw["source_pose"] = self.pose_encoder(self._tensor(batch, self.source_pose_key, "source pose image"))
+                residuals.append(self.pose_encoder(self._tensor(batch, self.source_pose_key, "source pose image")))
+            if self.parsing_encoder is not None:
+                one_hot = F.one_hot(parsing, self.label_set.num_classes)  # maps are range-checked on load
+                residuals.append(self.parsing_encoder(one_hot.permute(0, 3, 1, 2).to(source.dtype)))
+            if residuals:
+                raw["source_residual"] = torch.stack(residuals).sum(0)
         else:
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.clip_trainable):
                 raw["source_input"] = self.clip.model(pixel_values=self.clip.preprocess(source)).last_hidden_state[:, 1:]
