@@ -28,6 +28,7 @@ import torch  # noqa: E402
 
 from bench_truepose_cache import person_batch  # noqa: E402
 from pgpis.diffusion import AutoencoderKLFirstStage, ClassifierFreeGuidance, Sampler  # noqa: E402
+from pgpis.diffusion.core import move_batch  # noqa: E402
 from pgpis.models.truepose import SiameseDenoiser  # noqa: E402
 from pgpis.optim import adamw  # noqa: E402
 from pgpis.stages.parsing_siamese_ldm import ParsingSiameseLDM  # noqa: E402
@@ -45,10 +46,6 @@ def build(device: torch.device) -> ParsingSiameseLDM:
         noise_scheduler={"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012},
         sampler=Sampler("DDIMScheduler", num_inference_steps=35), guidance=ClassifierFreeGuidance(3.5), lr=1e-5)
     return model.to(device)
-
-
-def on(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def cuda_time(fn, repeats: int) -> tuple[float, object]:
@@ -86,7 +83,7 @@ def main() -> None:
     autocast = torch.autocast("cuda", dtype=torch.bfloat16)
 
     for b in args.batches:
-        batch = on(person_batch(b, *args.size), device)
+        batch = move_batch(person_batch(b, *args.size), device)
         batch["target"] = batch["source"].flip(-1)
 
         def step() -> float:
@@ -112,7 +109,7 @@ def main() -> None:
         print(f"  train batch {b:3d}: {sec:6.3f} s/step  {b / sec:6.1f} img/s  peak {peak:5.1f} GiB  loss {loss:.3f}")
 
     model.eval()
-    batch = on(person_batch(args.sample_batch, *args.size), device)
+    batch = move_batch(person_batch(args.sample_batch, *args.size), device)
 
     def sample(cache: bool) -> torch.Tensor:
         den.cache_source = cache
