@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -28,7 +27,8 @@ import yaml  # noqa: E402
 from lightning.pytorch.cli import instantiate_module  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from bench_truepose_cache import person_batch  # noqa: E402
+from _ldm_setup import median_time  # noqa: E402
+from bench_truepose_cache import person_batch, timed  # noqa: E402
 from pgpis.inference.checkpoint import import_class  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,11 +38,7 @@ def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
     """Best-of-N fp32 matmul throughput: the machine's ceiling for the convs and linears of a step."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
+    best, _ = timed(lambda: a @ b, repeats)
     return 2 * n**3 / best / 1e9
 
 
@@ -73,16 +69,11 @@ def main() -> None:
     with FlopCounterMode(display=False) as counter:
         step()
     gflop = counter.get_total_flops() / 1e9
-    times = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    t_step = sorted(times)[len(times) // 2]
+    t_step = median_time(step, args.repeats)
     gemm = gemm_gflops()
     print(f"{args.config}: batch {batch_size} at {h}x{w}, {torch.get_num_threads()} threads, median of {args.repeats}")
     print(f"  machine fp32 GEMM (2048^3):   {gemm:.0f} GFLOP/s")
-    print(f"  training step:                {t_step:.3f} s (min {min(times):.3f}, max {max(times):.3f})")
+    print(f"  training step:                {t_step:.3f} s")
     print(f"  work per step:                {gflop:.1f} GFLOP -> {gflop / t_step:.0f} GFLOP/s, "
           f"{gflop / t_step / gemm:.0%} of the GEMM figure")
     print(f"  projected fit ({max_steps} steps): {max_steps * t_step / 60:.1f} min "
