@@ -10,7 +10,10 @@ within an hour on the same VM. To tell a slower machine from a slower model, thi
 - its work: GFLOP per step (torch.utils.flop_counter; convolutions and matmuls) and the
   achieved GFLOP/s as a fraction of the GEMM figure;
 - the projection: max_steps x step time, the training part of `make train-truepose`
-  (startup, the periodic validations and the sampling of the test split add ~1 minute).
+  (startup, the periodic validations and the sampling of the test split add ~1 minute);
+- dropped rows: with the paper's 30% condition dropout (a fixed mask), the step that runs the
+  source side (SourceNet, CLIP, H') on the kept rows only against one that encodes every row,
+  as training did before the skip; the loss is the same (tests/test_truepose.py).
 
     .venv/bin/python benchmarks/bench_truepose_step.py [--repeats 9] [--config experiments/tiny/truepose.yaml]
 """
@@ -30,6 +33,8 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from _ldm_setup import median_time  # noqa: E402
 from bench_truepose_cache import person_batch, timed  # noqa: E402
 from pgpis.inference.checkpoint import import_class  # noqa: E402
+
+DROPOUT_PAPER = 0.3  # TruePose's joint condition dropout
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,10 +65,21 @@ def main() -> None:
     model.train()
     opt = model.configure_optimizers()["optimizer"]
 
-    def step() -> None:
+    def step(keep=None) -> None:
         opt.zero_grad(set_to_none=True)
-        model.diffusion_loss(batch).backward()
+        model.diffusion_loss(batch, keep=keep).backward()
         opt.step()
+
+    dropped = round(DROPOUT_PAPER * batch_size)
+    keep = {"source": torch.arange(batch_size) >= dropped}
+    skip_encode = model.denoiser.encode_conditions
+
+    def step_every_row_encoded() -> None:
+        model.denoiser.encode_conditions = lambda b, keep=None: skip_encode(b)  # ignore the mask: encode all
+        try:
+            step(keep)
+        finally:
+            del model.denoiser.encode_conditions
 
     step(), step()  # warm-up (allocator, oneDNN primitives)
     with FlopCounterMode(display=False) as counter:
@@ -78,6 +94,13 @@ def main() -> None:
           f"{gflop / t_step / gemm:.0%} of the GEMM figure")
     print(f"  projected fit ({max_steps} steps): {max_steps * t_step / 60:.1f} min "
           f"(+ ~1 min startup, validation, test sampling; issue 6 budget: 20 min in all)")
+    t_skip, t_all = [], []
+    for _ in range(max(args.repeats // 3, 2)):  # interleaved: the VM drifts within minutes
+        t_skip.append(median_time(lambda: step(keep), 3))
+        t_all.append(median_time(step_every_row_encoded, 3))
+    t_skip, t_all = sorted(t_skip)[len(t_skip) // 2], sorted(t_all)[len(t_all) // 2]
+    print(f"  {dropped} of {batch_size} rows dropped (paper: {DROPOUT_PAPER:.0%}): source side on the kept rows "
+          f"{t_skip:.3f} s, on every row {t_all:.3f} s -> {t_all / t_skip:.2f}x")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ class TinyTestDenoiser(ConditionalDenoiser):
         self.encode_calls = 0
         self.forward_calls = 0
 
-    def encode_conditions(self, batch: Mapping[str, Any]) -> Conditions:
+    def encode_conditions(self, batch: Mapping[str, Any], keep=None) -> Conditions:
         self.encode_calls += 1
         src, pose = batch["source"], batch["target_pose"]
         pose_small = F.avg_pool2d(pose, 2)  # resized to the latent grid in forward

@@ -132,6 +132,45 @@ def test_dropped_rows_are_the_plain_pose_conditioned_unet(model):
     assert not torch.allclose(out[1], plain[1], atol=1e-3)
 
 
+@pytest.mark.parametrize("kept", [[True, False, True, False], [False, False, False, False]])
+def test_training_skips_the_source_side_of_dropped_rows_with_the_same_loss_and_gradients(kept):
+    """encode_conditions(batch, keep) runs SourceNet/CLIP on the kept rows only; nothing the loss sees changes."""
+    m = make_model(source_pose=True, source_parsing=True, clip_encoder={"preset": "tiny", "trainable": True}).train()
+    batch = make_batch(4)
+    batch["source_pose"] = torch.rand(4, 3, 32, 24, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    keep = {"source": torch.tensor(kept)}
+    sizes = []
+    hook = m.denoiser.source_net.register_forward_pre_hook(lambda mod, args: sizes.append(args[0].shape[0]))
+    results = []
+    try:
+        for mask in (None, keep):  # every row encoded (the reference), then the kept rows only
+            m.zero_grad()
+            loss = m.diffusion_loss(batch, generator=torch.Generator().manual_seed(0), keep=keep) if mask \
+                else _loss_with_every_row_encoded(m, batch, keep)
+            loss.backward()
+            results.append((loss.detach(), {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}))
+    finally:
+        hook.remove()
+    assert sizes == [4, max(sum(kept), 1)]
+    (ref_loss, ref_grads), (loss, grads) = results
+    torch.testing.assert_close(loss, ref_loss, atol=1e-6, rtol=1e-5)
+    assert grads.keys() == ref_grads.keys()
+    for name in grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], atol=1e-6, rtol=1e-4, msg=name)
+    if not any(kept):  # no row reads SourceNet: its gradient is zero
+        assert all(not g.any() for n, g in grads.items() if n.startswith("denoiser.source_net."))
+
+
+def _loss_with_every_row_encoded(m: ParsingSiameseLDM, batch: dict, keep: dict) -> torch.Tensor:
+    """diffusion_loss as it was before rows were skipped: encode every row, then draw t, noise with the same seed."""
+    original = m.denoiser.encode_conditions
+    m.denoiser.encode_conditions = lambda b, keep=None: original(b)
+    try:
+        return m.diffusion_loss(batch, generator=torch.Generator().manual_seed(0), keep=keep)
+    finally:
+        del m.denoiser.encode_conditions
+
+
 def test_training_reaches_sourcenet_fusion_and_pose_encoder():
     m = make_model().train()
     keep = {"source": torch.tensor([True, True])}

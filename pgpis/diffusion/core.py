@@ -113,13 +113,13 @@ class LatentDiffusion(pl.LightningModule):
         """MSE between the denoiser output and the scheduler's target for a random timestep per sample."""
         with torch.no_grad():
             latents = self.first_stage.encode(batch[self.target_key]).float()
-        conditions = self.denoiser.encode_conditions(batch)
         b, device = latents.shape[0], latents.device
         num_t = self.noise_scheduler.config.num_train_timesteps
         timesteps = torch.randint(0, num_t, (b,), device=device, generator=generator)
         noise = torch.randn(latents.shape, device=device, generator=generator)
         if keep is None:
             keep = self.condition_dropout(self.denoiser.condition_groups, b, device, generator=generator)
+        conditions = self.denoiser.encode_conditions(batch, keep=keep)  # may skip dropped rows' encoders
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
         out = self.denoiser(noisy, timesteps, conditions, keep)
         return F.mse_loss(out.float(), loss_target(self.noise_scheduler, latents, noise, timesteps).float())

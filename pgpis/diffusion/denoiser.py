@@ -34,8 +34,14 @@ class ConditionalDenoiser(nn.Module, abc.ABC):
     condition_groups: tuple[str, ...] = ()
 
     @abc.abstractmethod
-    def encode_conditions(self, batch: Mapping[str, object]) -> Conditions:
-        """Timestep-independent conditioning for each sample of `batch` (the DataModule's dict)."""
+    def encode_conditions(self, batch: Mapping[str, object], keep: KeepMask | None = None) -> Conditions:
+        """Timestep-independent conditioning for each sample of `batch` (the DataModule's dict).
+
+        `keep` is given in training (the step's condition dropout, drawn first): a
+        denoiser may leave the rows of a dropped group uncomputed (zeros), since
+        :meth:`forward` must not read them. TruePose skips SourceNet and CLIP for
+        them; without `keep` every row is encoded (sampling, validation).
+        """
 
     @abc.abstractmethod
     def forward(self, noisy_latents: Tensor, timesteps: Tensor, conditions: Conditions, keep: KeepMask) -> Tensor:

@@ -264,11 +264,13 @@ class FPDMDenoiser(PoseResidualInjection, ConditionalDenoiser):
                            f"{sorted(batch)}. Fix: {fix}")
         return value
 
-    def encode_conditions(self, batch: Mapping[str, object]) -> Conditions:
+    def encode_conditions(self, batch: Mapping[str, object], keep: Optional[KeepMask] = None) -> Conditions:
         """Pose features, projected source tokens and the fusion offset: timestep-independent, once per sample.
 
         Frozen encoders run without gradients; the trainable pose encoder,
         projection and fusion MLP keep theirs (so training through this works).
+        Every row is encoded whatever `keep` says: the frozen encoders are
+        memoised in training, so a dropped row costs little.
         """
         keys_fix = "add the view to data.init_args.encoder_inputs (e.g. dino: [512, 512], clip: [224, 224]) or set the key"
         pose = self._batch_tensor(batch, self.pose_key, "target pose image", f"set model.denoiser.init_args.pose_key")

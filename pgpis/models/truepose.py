@@ -78,6 +78,26 @@ def layer_downscale(unet: nn.Module, layer: str) -> int:
     return index if part == "down_blocks" else n - 1 - index
 
 
+def _select_rows(batch: Mapping[str, object], rows: Tensor, batch_size: int) -> dict[str, object]:
+    """The sub-batch of `rows`: per-sample tensors and lists indexed, anything else passed through."""
+    picked = rows.tolist()
+    out: dict[str, object] = {}
+    for key, value in batch.items():
+        if isinstance(value, Tensor) and value.dim() and value.shape[0] == batch_size:
+            out[key] = value.index_select(0, rows.to(value.device))
+        elif isinstance(value, (list, tuple)) and len(value) == batch_size:
+            out[key] = [value[i] for i in picked]
+        else:
+            out[key] = value
+    return out
+
+
+def _scatter_rows(value: Tensor, rows: Tensor, batch_size: int) -> Tensor:
+    """`value` [len(rows), ...] placed at `rows` of a zero tensor [batch_size, ...] (differentiable)."""
+    out = value.new_zeros((batch_size, *value.shape[1:]))
+    return out.index_copy(0, rows.to(value.device), value)
+
+
 class ClipLayerAdapter(nn.Module):
     """Ablation B1: CLIP patch tokens [B, P, hidden] -> pseudo-F' [B, h*w, c] for one layer (MLP, grid resize)."""
 
@@ -340,10 +360,39 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         return out
 
     # ------------------------------------------------------------------ the contract
-    def encode_conditions(self, batch: Mapping[str, object]) -> Conditions:
-        """Pose features, the CLIP token and the source side (cached per layer, or raw when ``cache_source=False``)."""
-        source = self._tensor(batch, self.source_key, "source image")
+    def encode_conditions(self, batch: Mapping[str, object], keep: Optional[KeepMask] = None) -> Conditions:
+        """Pose features, the CLIP token and the source side (cached per layer, or raw when ``cache_source=False``).
+
+        With a training `keep` mask, the source side (SourceNet, CLIP, H', CAA's regions) runs on the rows that
+        keep the source only; the dropped rows get zeros, which :meth:`forward` never reads (their fusion is
+        switched off and their CLIP token zeroed). Losses and gradients are those of encoding every row; at the
+        paper's 30% dropout this skips 30% of SourceNet's forward and backward.
+        """
         pose = self._tensor(batch, self.pose_key, "target pose image")
+        rows = self._kept_rows(keep, pose.shape[0]) if self.cache_source else None
+        if rows is None:
+            source_side = self._encode_source_side(batch)
+        else:
+            source_side = {k: _scatter_rows(v, rows, pose.shape[0])
+                           for k, v in self._encode_source_side(_select_rows(batch, rows, pose.shape[0])).items()}
+        return {"pose": self.pose_encoder(pose), **source_side}
+
+    @staticmethod
+    def _kept_rows(keep: Optional[KeepMask], batch_size: int) -> Optional[Tensor]:
+        """Indices of the rows that keep the source, or None when every row does (or no mask is given)."""
+        if keep is None or "source" not in keep:
+            return None
+        kept = keep["source"].to(torch.bool)
+        if kept.shape != (batch_size,):
+            raise ValueError(f"SiameseDenoiser: keep['source'] has shape {tuple(kept.shape)}, expected ({batch_size},)")
+        if bool(kept.all()):
+            return None
+        rows = torch.nonzero(kept).flatten()
+        return rows if rows.numel() else rows.new_zeros(1)  # all dropped: one row, unread, gives the shapes
+
+    def _encode_source_side(self, batch: Mapping[str, object]) -> Conditions:
+        """The CLIP token and the source side of :meth:`encode_conditions` for every row of `batch`."""
+        source = self._tensor(batch, self.source_key, "source image")
         parsing = self._tensor(batch, self.parsing_key, "source parsing map").long()
         keypoints = self._tensor(batch, self.keypoints_key, "target OpenPose-18 keypoints")
         if parsing.shape[-2:] != source.shape[-2:]:
@@ -376,7 +425,7 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         else:
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.clip_trainable):
                 raw["source_input"] = self.clip.model(pixel_values=self.clip.preprocess(source)).last_hidden_state[:, 1:]
-        conditions: Conditions = {"pose": self.pose_encoder(pose), "clip_tokens": clip_tokens}
+        conditions: Conditions = {"clip_tokens": clip_tokens}
         conditions.update(self.source_conditions(raw, clip_tokens) if self.cache_source else raw)
         return conditions
 
