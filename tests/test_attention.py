@@ -3,9 +3,10 @@ import math
 
 import pytest
 import torch
-from diffusers.models.attention_processor import Attention
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-from pgpis.models.attention import (FusionContext, HPFAAttnProcessor, ReferenceAttnProcessor, RegionCrossAttention,
+from pgpis.models.attention import (FusionContext, HPFAAttnProcessor, PlainAttnProcessor, ReferenceAttnProcessor,
+                                    RegionCrossAttention,
                                     hpfa_weights, lowest_regions, mask_to_tokens, region_means, self_attention_layers,
                                     set_processors, source_attention, token_grid)
 from pgpis.models.unets import build_unet
@@ -171,6 +172,30 @@ def test_reference_attention_with_own_tokens_reproduces_the_unet():
         fused = unet(x, t, encoder_hidden_states=ehs, cross_attention_kwargs={"fusion": ctx}).sample
     torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-4)
     assert ctx.used == set(layers)
+
+
+@pytest.mark.parametrize("tokens,dropout", [(1, 0.0), (3, 0.0), (1, 0.5)])
+def test_plain_processor_matches_diffusers_on_cross_attention(tokens, dropout):
+    """One key: the closed form to_out(to_v(token)) equals diffusers' attention, values and gradients; with more
+    tokens or an active output dropout the processor is diffusers' own."""
+    torch.manual_seed(0)
+    attn = Attention(query_dim=16, cross_attention_dim=8, heads=2, dim_head=8, dropout=dropout).eval()
+    x, ctx = torch.randn(3, 10, 16, requires_grad=True), torch.randn(3, tokens, 8, requires_grad=True)
+    results = []
+    for processor in (AttnProcessor2_0(), PlainAttnProcessor()):
+        attn.zero_grad()
+        out = processor(attn, x, ctx)
+        wrt = [x, ctx, attn.to_v.weight, attn.to_out[0].bias]
+        grads = torch.autograd.grad(out.square().sum(), wrt, allow_unused=True)  # one key: x only moves the query
+        results.append((out, [torch.zeros_like(w) if g is None else g for g, w in zip(grads, wrt)]))
+    (ref, ref_grads), (got, got_grads) = results
+    torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-5)
+    for a, b in zip(got_grads, ref_grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    attn.train()  # active dropout: the per-query dropout masks of diffusers' path, never one shared mask
+    torch.manual_seed(1)
+    out = PlainAttnProcessor()(attn, x, ctx)
+    assert (tokens == 1 and dropout == 0.0) == bool((out == out[:, :1]).all())
 
 
 def test_set_processors_rejects_unknown_layers():
