@@ -1,6 +1,6 @@
 """Tiny TruePose training step: time, work per step and what the machine gives, and the projected fit time.
 
-`make train-truepose`'s wall time is ~1440 of these steps. The 2-core VMs this project runs
+`make train-truepose`'s wall time is max_steps (1300) of these steps. The 2-core VMs this project runs
 on differ in speed: the same step took 0.64 s on one and 1.0-1.1 s on another, drifting ~30%
 within an hour on the same VM. To tell a slower machine from a slower model, this prints:
 
