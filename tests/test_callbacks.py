@@ -3,6 +3,7 @@ import json
 import math
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 
@@ -56,6 +57,21 @@ def test_ddim_inference_writes_each_pair_once_and_resumes(tmp_path):
     for name in ("samples", "copy_source", "background_only"):
         assert set(metrics[name]) == {"ssim", "psnr", "fg_psnr", "n_pairs"} and metrics[name]["n_pairs"] == 5
     assert (tmp_path / "grid.png").exists()
+    # the grid's 16 px cells are upscaled x12 (nearest) to >= 192 px; the scored files stay at native size
+    from PIL import Image
+
+    from pgpis.callbacks.inference import load_png
+
+    f = 12
+    with Image.open(tmp_path / "grid.png") as im:
+        assert im.size == (f * (4 * 17 + 1), f * (3 * 17 + 1))  # 3 pairs x 4 columns, 1 px padding
+        grid = np.asarray(im.convert("RGB"))
+    with Image.open(out / "src0_to_tgt0.png") as im:
+        assert im.size == (16, 16)
+        sample = np.asarray(im.convert("RGB"))
+    cell = grid[f * 1:f * 17, f * (1 + 3 * 17):f * (1 + 3 * 17 + 16)]  # row 0, column "sample"
+    np.testing.assert_array_equal(cell, sample.repeat(f, 0).repeat(f, 1))
+    assert load_png(out / "src0_to_tgt0.png").shape == (3, 16, 16)
     # resume: only the deleted file is generated again, the others are left alone
     (out / "src3_to_tgt3.png").unlink()
     stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
@@ -66,7 +82,7 @@ def test_ddim_inference_writes_each_pair_once_and_resumes(tmp_path):
 
 
 def test_cfg_sampling_grid_and_checkpointed_noise(tmp_path):
-    cb = CFGSampling(num_samples=3, guidances=[NoGuidance(), ClassifierFreeGuidance(2.0)])
+    cb = CFGSampling(num_samples=3, guidances=[NoGuidance(), ClassifierFreeGuidance(2.0)], min_cell_height=0)
     trainer = _trainer(tmp_path, [cb], max_steps=2, val_check_interval=2, limit_val_batches=1, num_sanity_val_steps=0)
     trainer.fit(_model(), RandomPairsDataModule())
     assert cb.last_grid is not None and cb.last_grid.exists()
@@ -81,3 +97,19 @@ def test_cfg_sampling_grid_and_checkpointed_noise(tmp_path):
     fresh = CFGSampling(num_samples=3, seed=999)
     fresh.load_state_dict(saved)
     torch.testing.assert_close(fresh.noise, cb.noise)
+
+
+def test_cfg_sampling_grid_upscales_cells_nearest(tmp_path):
+    """By default the PNG's 16 px cells become 192 px (x12); each pixel is a 12x12 block of the native grid."""
+    cb = CFGSampling(num_samples=2, guidances=[ClassifierFreeGuidance(2.0)])
+    trainer = _trainer(tmp_path, [cb], max_steps=1, val_check_interval=1, limit_val_batches=1, num_sanity_val_steps=0)
+    trainer.fit(_model(), RandomPairsDataModule())
+    from PIL import Image
+
+    with Image.open(cb.last_grid) as im:
+        assert im.size == (12 * 16 * 4, 12 * 16 * 2)
+        upscaled = np.asarray(im.convert("RGB"))
+    native = cb.make_grid(trainer, trainer.lightning_module)  # same weights, same fixed noise: the same grid
+    assert native.shape == (3, 16 * 2, 16 * 4)
+    pixels = ((native.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(upscaled, pixels.repeat(12, 0).repeat(12, 1))

@@ -189,12 +189,20 @@ def test_data_check_accepts_both_layouts_and_rejects_broken(synthetic_root, synt
 def test_data_preview_writes_grid(synthetic_root, tmp_path):
     out = tmp_path / "grid.png"
     assert pgpis_main(["data", "preview", "--root", str(synthetic_root), "--out", str(out), "--rows", "3",
-                       "--size", "64x44"]) == 0
+                       "--size", "64x44", "--min-cell-height", "0"]) == 0
     from PIL import Image
 
     im = Image.open(out)
     assert im.size == (4 * 44, 14 + 3 * 64)
     assert np.asarray(im).std() > 10
+    # by default 64 px cells are upscaled x3 (nearest) to >= 192 px: the same pixels in 3x3 blocks, header unscaled
+    big = tmp_path / "big.png"
+    assert pgpis_main(["data", "preview", "--root", str(synthetic_root), "--out", str(big), "--rows", "3",
+                       "--size", "64x44"]) == 0
+    up = Image.open(big)
+    assert up.size == (3 * 4 * 44, 14 + 3 * 3 * 64)
+    cells = np.asarray(im.convert("RGB"))[14:]
+    np.testing.assert_array_equal(np.asarray(up.convert("RGB"))[14:], cells.repeat(3, 0).repeat(3, 1))
 
 
 def test_fit_print_config(capsys):

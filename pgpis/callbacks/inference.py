@@ -37,15 +37,19 @@ from pgpis.callbacks.metrics import SSIM_DESCRIPTION, PairMetrics, format_table
 from pgpis.diffusion.core import move_batch
 from pgpis.diffusion.guidance import GuidancePolicy
 from pgpis.diffusion.sampler import Sampler
+from pgpis.grids import DEFAULT_MIN_CELL_HEIGHT, upscale_factor, upscale_nearest
 from pgpis.metrics.pairs import generated_name
 from pgpis.metrics.states import my_batches, rank_and_world
 
 
-def save_png(image: Tensor, path: Path) -> None:
-    """[3, H, W] in [-1, 1] -> 8-bit RGB PNG (written atomically, so an interrupted run leaves no half file)."""
+def save_png(image: Tensor, path: Path, scale: int = 1) -> None:
+    """[3, H, W] in [-1, 1] -> 8-bit RGB PNG (written atomically, so an interrupted run leaves no half file).
+
+    `scale` > 1 upscales with nearest neighbour after quantising (grids only; samples stay at native size).
+    """
     arr = ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
     tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(arr).save(tmp, format="PNG")
+    upscale_nearest(Image.fromarray(arr), scale).save(tmp, format="PNG")
     os.replace(tmp, path)
 
 
@@ -89,6 +93,9 @@ class DDIMInference(pl.Callback):
         metrics_path: JSON with ``samples``, ``copy_source``, ``background_only`` (each ssim/psnr/fg_psnr).
         grid_path: PNG grid (source | target pose | target | sample) of `grid_pairs` pairs spread evenly over
             the generated ones (consecutive pairs often share a source; spread rows show several people).
+        min_cell_height: the grid's cells are upscaled (nearest neighbour, integer factor) to at least this
+            many pixels tall so a person can see them; 0 keeps the native size. The generated files and the
+            metrics stay at the native size.
         after_fit: also run at the end of ``fit``.
         overwrite: regenerate existing files.
         protocol: also run :func:`pgpis.metrics.evaluate_deepfashion` with this named protocol.
@@ -105,6 +112,7 @@ class DDIMInference(pl.Callback):
         metrics_path: Optional[str] = "outputs/ldm/metrics.json",
         grid_path: Optional[str] = "outputs/ldm/grid.png",
         grid_pairs: int = 8,
+        min_cell_height: int = DEFAULT_MIN_CELL_HEIGHT,
         after_fit: bool = False,
         overwrite: bool = False,
         protocol: Optional[str] = None,
@@ -115,6 +123,7 @@ class DDIMInference(pl.Callback):
         self.metrics_path = Path(metrics_path) if metrics_path else None
         self.grid_path = Path(grid_path) if grid_path else None
         self.grid_pairs, self.after_fit, self.overwrite, self.protocol = grid_pairs, after_fit, overwrite, protocol
+        self.min_cell_height = int(min_cell_height)
         self.results: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ hooks
@@ -194,7 +203,8 @@ class DDIMInference(pl.Callback):
             rows += [batch["source"][j], batch["target_pose"][j], batch["target"][j], sample]
         grid = make_grid(torch.stack(rows), nrow=4, padding=1, pad_value=1.0, normalize=True, value_range=(-1, 1))
         self.grid_path.parent.mkdir(parents=True, exist_ok=True)
-        save_png(grid * 2 - 1, self.grid_path)
+        scale = upscale_factor(int(batch["target"].shape[-2]), self.min_cell_height)
+        save_png(grid * 2 - 1, self.grid_path, scale=scale)
 
     def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         dataset, collate = eval_dataset(trainer, self.split)

@@ -25,6 +25,7 @@ from pgpis.callbacks.inference import eval_dataset, save_png
 from pgpis.diffusion.core import move_batch
 from pgpis.diffusion.guidance import GuidancePolicy
 from pgpis.diffusion.sampler import Sampler, per_sample_generators, per_sample_noise
+from pgpis.grids import DEFAULT_MIN_CELL_HEIGHT, upscale_factor, upscale_nearest
 
 
 class CFGSampling(pl.Callback):
@@ -37,13 +38,16 @@ class CFGSampling(pl.Callback):
         every_n_epochs: make a grid every n-th validation run (the first one included).
         seed: seed of the fixed noise (drawn once, then restored from checkpoints).
         dirname: sub-folder of the log dir for the PNGs.
+        min_cell_height: the PNG's and TensorBoard image's cells are upscaled (nearest neighbour, integer
+            factor) to at least this many pixels tall; 0 keeps the native size. `make_grid` returns native size.
     """
 
     def __init__(self, num_samples: int = 4, guidances: Optional[Sequence[GuidancePolicy]] = None,
                  sampler: Optional[Sampler] = None, every_n_epochs: int = 1, seed: int = 1234,
-                 dirname: str = "samples"):
+                 dirname: str = "samples", min_cell_height: int = DEFAULT_MIN_CELL_HEIGHT):
         self.num_samples, self.guidances, self.sampler = int(num_samples), list(guidances or []), sampler
         self.every_n_epochs, self.seed, self.dirname = max(1, int(every_n_epochs)), int(seed), dirname
+        self.min_cell_height = int(min_cell_height)
         self.noise: Tensor | None = None
         self.last_grid: Path | None = None
         self._validations = 0
@@ -92,15 +96,17 @@ class CFGSampling(pl.Callback):
         grid = torch.cat(list(grid_rows), dim=-2)  # stack rows vertically: [3, n*h, w*cols]
         log_dir = Path(trainer.log_dir or trainer.default_root_dir)  # a broadcast: every rank must ask
         if trainer.is_global_zero:
-            self._write(trainer, grid, policies, log_dir)
+            self._write(trainer, grid, policies, log_dir, upscale_factor(h, self.min_cell_height))
         return grid
 
-    def _write(self, trainer: pl.Trainer, grid: Tensor, policies: Sequence[GuidancePolicy], log_dir: Path) -> None:
+    def _write(self, trainer: pl.Trainer, grid: Tensor, policies: Sequence[GuidancePolicy], log_dir: Path,
+               scale: int) -> None:
         path = log_dir / self.dirname / f"step_{trainer.global_step:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_png(grid, path)
+        save_png(grid, path, scale=scale)
         self.last_grid = path
         experiment = getattr(trainer.logger, "experiment", None)
         if experiment is not None and hasattr(experiment, "add_image"):
             tag = "samples/source|pose|target|" + "|".join(p.describe() for p in policies)
-            experiment.add_image(tag, ((grid.clamp(-1, 1) + 1) / 2).cpu(), global_step=trainer.global_step)
+            image = upscale_nearest(((grid.clamp(-1, 1) + 1) / 2).cpu(), scale)
+            experiment.add_image(tag, image, global_step=trainer.global_step)

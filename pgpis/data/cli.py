@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from pgpis.data import phoenix_cli
 from pgpis.errors import DataFormatError
+from pgpis.grids import DEFAULT_MIN_CELL_HEIGHT, upscale_factor, upscale_nearest
 
 DATASETS = ("deepfashion", "phoenix")
 
@@ -50,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--split", default="test", choices=("train", "test"))
     v.add_argument("--rows", type=int, default=6)
     v.add_argument("--size", default="256x176", help="cell size HxW")
+    v.add_argument("--min-cell-height", type=int, default=DEFAULT_MIN_CELL_HEIGHT,
+                   help="upscale the cells (nearest neighbour, integer factor) to at least this many pixels tall; "
+                        "0 keeps --size (default %(default)s)")
     phoenix_cli.add_convert_parser(sub)
     return p
 
@@ -121,10 +125,12 @@ def preview(args: argparse.Namespace) -> int:
     chosen = [pairs[i] for i in np.linspace(0, len(pairs) - 1, num=min(args.rows, len(pairs))).astype(int)]
     header = 14
     cols = ("source", "target pose", "source parsing", "target")
-    grid = Image.new("RGB", (w * len(cols), header + h * len(chosen)), "white")
+    scale = upscale_factor(h, args.min_cell_height)
+    ch, cw = h * scale, w * scale
+    grid = Image.new("RGB", (cw * len(cols), header + ch * len(chosen)), "white")
     draw = ImageDraw.Draw(grid)
     for c, title in enumerate(cols):
-        draw.text((c * w + 4, 1), title, fill="black")
+        draw.text((c * cw + 4, 1), title, fill="black")
     for r, (src, tgt) in enumerate(chosen):
         pose = kpt.render_pose(kpt.rescale_keypoints(index.keypoints[tgt], kpt.CFLD_FRAME, (h, w)), (h, w), kpt.OPENPOSE_18)
         ppath = index.parsing_path(src)
@@ -139,7 +145,7 @@ def preview(args: argparse.Namespace) -> int:
         cells = [resize_image(load_rgb(index.image_path(src), src), (h, w)), Image.fromarray(pose), parse_im,
                  resize_image(load_rgb(index.image_path(tgt), tgt), (h, w))]
         for c, cell in enumerate(cells):
-            grid.paste(cell, (c * w, header + r * h))
+            grid.paste(upscale_nearest(cell, scale), (c * cw, header + r * ch))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.out)
     print(f"wrote preview grid ({len(chosen)} pairs of {args.root}, {args.split} split) to {args.out}")

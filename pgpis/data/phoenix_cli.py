@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from pgpis.errors import DataFormatError
+from pgpis.grids import upscale_factor, upscale_nearest
 
 KEYPOINT_FORMATS = ("pickle", "tensor-pickle", "npz")
 
@@ -119,7 +120,8 @@ def preview(args: argparse.Namespace) -> int:
     videos = index.videos[split]
     rows = first_frame_pairs([len(v) for v in videos])
     chosen = rows[np.linspace(0, len(rows) - 1, num=min(args.rows, len(rows))).astype(int)]
-    h, w = FRAME_SIZE
+    scale = upscale_factor(FRAME_SIZE[0], args.min_cell_height)
+    h, w = FRAME_SIZE[0] * scale, FRAME_SIZE[1] * scale
     grid = Image.new("RGB", (3 * w, 14 + h * len(chosen)), "white")
     draw = ImageDraw.Draw(grid)
     for c, title in enumerate(("source (frame 1)", "target pose", "target")):
@@ -130,7 +132,7 @@ def preview(args: argparse.Namespace) -> int:
         pose = kpt.render_pose(kp[:, :2], FRAME_SIZE, kpt.COCO_WHOLEBODY_133, scores=kp[:, 2])
         cells = [Image.open(video.frames[s]).convert("RGB"), Image.fromarray(pose), Image.open(video.frames[t]).convert("RGB")]
         for c, cell in enumerate(cells):
-            grid.paste(cell, (c * w, 14 + r * h))
+            grid.paste(upscale_nearest(cell, scale), (c * w, 14 + r * h))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.out)
     print(f"wrote Phoenix preview grid ({len(chosen)} pairs, {split} split) to {args.out}")
