@@ -71,7 +71,7 @@ class CleanFidExtractor(FeatureExtractor):
 
     @classmethod
     def inception(cls, weights: str | os.PathLike | None = None) -> "CleanFidExtractor":
-        """clean-fid's TF-Inception (inception-2015-12-05.pt) from a local file; MissingWeightsError otherwise."""
+        """clean-fid's TF-Inception (inception-2015-12-05.pt): a local file, else (online) a verified download."""
         from cleanfid.inception_torchscript import InceptionV3W
 
         path = CLEAN_INCEPTION.resolve(weights)
@@ -115,7 +115,7 @@ class TorchvisionInceptionExtractor(FeatureExtractor):
         if module is None:
             from torchvision.models import inception_v3
 
-            path = TORCHVISION_INCEPTION.resolve(weights)
+            path = TORCHVISION_INCEPTION.resolve(weights)  # local file, else (online) a verified download
             net = inception_v3(weights=None, aux_logits=True, init_weights=False)
             net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             self.weights_id = _file_id(path)
@@ -150,7 +150,7 @@ class TorchvisionInceptionExtractor(FeatureExtractor):
 
 
 def build_extractor(protocol: Protocol, weights: str | os.PathLike | None = None) -> FeatureExtractor:
-    """The protocol's FID network from local weights (raises MissingWeightsError when absent)."""
+    """The protocol's FID network (weights: local, else downloaded online; MissingWeightsError when neither)."""
     if protocol.fid_extractor == "clean":
         return CleanFidExtractor.inception(weights)
     if protocol.fid_extractor == "torchvision":

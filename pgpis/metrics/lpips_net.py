@@ -1,9 +1,11 @@
-"""LPIPS (lpips package, AlexNet) with the backbone read from a local file instead of downloaded.
+"""LPIPS (lpips package, AlexNet) with the backbone file resolved by :mod:`pgpis.metrics.weights`.
 
-``lpips.LPIPS(net="alex")`` asks torchvision to download the ImageNet AlexNet.
-We build it with ``pnet_rand=True`` (no download; the linear heads still load
-from the package) and then copy the AlexNet ``features.*`` tensors from the
-local ``alexnet-owt-7be5be79.pth`` into lpips' ``net.slice*`` modules.
+``lpips.LPIPS(net="alex")`` asks torchvision to download the ImageNet AlexNet
+whatever the offline setting. We build it with ``pnet_rand=True`` (no download;
+the linear heads still load from the package) and then copy the AlexNet
+``features.*`` tensors from ``alexnet-owt-7be5be79.pth`` (a local file, else,
+online, a sha256-verified download into torch hub's cache) into lpips'
+``net.slice*`` modules.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ def _alexnet_to_lpips(alexnet_state: dict[str, torch.Tensor], net: torch.nn.Modu
 
 
 def build_lpips(weights: str | os.PathLike | None = None, *, random_backbone: bool = False) -> torch.nn.Module:
-    """An eval-mode ``lpips.LPIPS(net='alex')``; raises MissingWeightsError when AlexNet is not found.
+    """An eval-mode ``lpips.LPIPS(net='alex')``; MissingWeightsError when AlexNet can be neither found nor fetched.
 
     `random_backbone=True` keeps lpips' ``pnet_rand`` backbone (tests, benchmarks):
     the numbers are then only good for checking plumbing, never for reporting.
