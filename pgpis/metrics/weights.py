@@ -57,10 +57,14 @@ class WeightVerificationError(MissingWeightsError):
 
     def __init__(self, spec: "WeightSpec", expected: str, got: str):
         self.path, self.expected, self.got = spec.cache_path(), expected, got
-        how = (f"Verification failed: expected {expected}, got {got}; the download was deleted, not cached as "
-               f"{self.path}. Retry (a cut or altered transfer), or download it by hand, check it, and set "
+        how = (f"Retry (a cut or altered transfer), or download it by hand, check it, and set "
                f"{spec.env}=/path/to/{spec.filename}")
         super().__init__(f"{spec.what} weights ({spec.filename})", spec.url, how)
+        self.message = (f"{self.what}: the download from {spec.url} failed verification: expected {expected}, "
+                        f"got {got}. It was deleted, not cached as {self.path}. {how}")
+
+    def __str__(self) -> str:  # not MissingWeightsError's "not found (looked in ...)": the file was found, and bad
+        return self.message
 
 
 def _sha256(path: Path) -> str:
@@ -118,7 +122,7 @@ class WeightSpec:
             raise MissingWeightsError(what, places, how)
         if offline():
             raise MissingWeightsError(what, places, "Offline (HF_HUB_OFFLINE / PGPIS_OFFLINE is set), so nothing "
-                                      f"was downloaded; unset it to download into {self.cache_path()}, or: {how}")
+                                      f"was downloaded; unset it to let pgpis download the file, or: {how}")
         try:
             return self.download()
         except WeightVerificationError:
