@@ -158,6 +158,15 @@ notebooks: $(STAMP) ## execute the exploration notebooks on the demo checkpoints
 	MPLBACKEND= $(VENV)/bin/jupyter execute --inplace --timeout=3600 outputs/notebooks/explore_fpdm.ipynb outputs/notebooks/explore_truepose.ipynb
 	@echo "notebooks: executed copies with figures in outputs/notebooks/"
 
+APP_DEFAULT_CHECKPOINT := outputs/ldm/tiny_fpdm/checkpoints/last.ckpt
+APP_CHECKPOINT ?= $(APP_DEFAULT_CHECKPOINT)
+PORT ?= 7860
+
+.PHONY: app
+app: $(STAMP) ## interactive Gradio demo of APP_CHECKPOINT (default: the demo's FPDM, runs make demo if absent) on 127.0.0.1:PORT (7860)
+	@test -f $(APP_CHECKPOINT) || test "$(APP_CHECKPOINT)" != "$(APP_DEFAULT_CHECKPOINT)" || $(MAKE) demo
+	GRADIO_ANALYTICS_ENABLED=False $(PGPIS) app --checkpoint $(APP_CHECKPOINT) --host 127.0.0.1 --port $(PORT) $(ARGS)
+
 bench: $(STAMP) ## benchmarks (print measured figures and ratios)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 

@@ -21,6 +21,7 @@ TOOLS: dict[str, str] = {
     "generate": "pgpis.inference.cli:generate_main",
     "animate": "pgpis.inference.animate:main",
     "report": "pgpis.report:main",
+    "app": "pgpis.app:main",
 }
 
 

@@ -1,0 +1,68 @@
+"""`pgpis app --checkpoint CKPT [--root DIR] [--host H] [--port P]`: load the model, read the test split, serve."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from pgpis.errors import PgpisError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pgpis app",
+        description="Interactive demo: pick or upload a source person, pick or upload a target pose, set guidance, "
+                    "steps and seed, and generate. Serves a Gradio page on HOST:PORT (CPU, or CUDA when present).")
+    p.add_argument("--checkpoint", required=True, help="`pgpis fit` checkpoint (.ckpt) or `pgpis export` folder")
+    p.add_argument("--root", default=None, help="DeepFashion copy to pick test sources and poses from (default: the "
+                                                "checkpoint's data.root; without one, uploads only)")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--fusion-model", default=None, help="FPDM checkpoints: the IPF export folder if it moved")
+    p.add_argument("--max-choices", type=int, default=200, help="at most this many test sources / poses in the lists")
+    return p
+
+
+def _gradio_missing() -> Optional[str]:
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        return "pgpis app needs Gradio: pip install -e '.[app]' (or `make app`, which installs it)"
+    return None
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    missing = _gradio_missing()
+    if missing:
+        print(missing, file=sys.stderr)
+        return 2
+    from pgpis.app.generate import find_pose_estimator
+    from pgpis.app.sources import checkpoint_data_root, load_catalog, resolve_root
+    from pgpis.app.ui import build_app, launch
+    from pgpis.inference.pipeline import load_pipeline
+
+    try:
+        pipe = load_pipeline(args.checkpoint, device=args.device, fusion_model=args.fusion_model)
+        stored = args.root or checkpoint_data_root(args.checkpoint)
+        root = resolve_root(stored, args.checkpoint)
+        if args.root is not None and root is None:
+            print(f"pgpis app: --root {args.root} is not a folder; give the DeepFashion copy to pick test images from",
+                  file=sys.stderr)
+            return 2
+        if root is None and stored is not None:
+            print(f"pgpis app: the checkpoint's dataset {stored} is not here; test sources and poses are off "
+                  "(pass --root DIR to offer them)", file=sys.stderr)
+        catalog = load_catalog(root, parsing=pipe.needs_parsing, limit=args.max_choices) if root else None
+    except PgpisError as err:
+        print(f"pgpis app: {err}", file=sys.stderr)
+        return 1
+    demo = build_app(pipe, catalog, checkpoint=str(Path(args.checkpoint)), estimator=find_pose_estimator())
+    print(f"pgpis app: {pipe.kind} on {pipe.device}, serving http://{args.host}:{args.port}", flush=True)
+    launch(demo, host=args.host, port=args.port)
+    return 0
+
+
+__all__ = ["main", "parser"]

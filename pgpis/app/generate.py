@@ -1,0 +1,181 @@
+"""The app's generate callback, free of any UI: what the user chose -> pipeline inputs -> sample.
+
+Kept apart from the Blocks layout so the mapping (which source, which pose,
+which guidance weights) is one plain function the UI and tests both call.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Protocol, Union
+
+import numpy as np
+from PIL import Image
+
+from pgpis.app.sources import TestCatalog
+from pgpis.inference.pipeline import Pipeline
+from pgpis.inference.poses import TargetPose, load_target_pose
+
+# choices of the two radio groups (their labels are what the user reads)
+SOURCE_PICK, SOURCE_UPLOAD = "Test source", "Upload a photo"
+POSE_PICK, POSE_FILE, POSE_PHOTO = "Test pose", "Keypoint file", "Pose from a photo"
+
+#: smallest height (px) images are shown at; tiny models work at 32x24, too small to see
+DISPLAY_HEIGHT = 256
+
+
+class PoseEstimator(Protocol):
+    """Photo -> OpenPose-18 keypoints [18, 2] (x, y) in the CFLD 256x176 frame, -1 for a missing point."""
+
+    def __call__(self, image: Image.Image) -> np.ndarray: ...
+
+
+def find_pose_estimator() -> Optional[PoseEstimator]:
+    """The pose estimator the "Pose from a photo" choice runs, or None.
+
+    pgpis ships none yet (DESIGN.md section 10 lists the candidates); when one lands, return it here and
+    the UI offers the choice. Never a stand-in: a pose that was not estimated would mislead the user.
+    """
+    return None
+
+
+@dataclass(frozen=True)
+class SourceNeeds:
+    """What besides the photo the pipeline reads of the source (TruePose: parsing map, maybe keypoints)."""
+
+    parsing: bool
+    pose: bool
+
+
+def source_needs(pipe: Pipeline) -> SourceNeeds:
+    return SourceNeeds(parsing=bool(pipe.needs_parsing), pose=bool(getattr(pipe, "needs_source_pose", False)))
+
+
+@dataclass(frozen=True)
+class Request:
+    """One click on "Generate": the values of the input widgets."""
+
+    source_mode: str = SOURCE_PICK
+    source_name: Optional[str] = None
+    source_image: Optional[Image.Image] = None
+    parsing_file: Optional[str] = None
+    source_pose_file: Optional[str] = None
+    pose_mode: str = POSE_PICK
+    pose_name: Optional[str] = None
+    pose_file: Optional[str] = None
+    pose_row: Optional[str] = None
+    pose_photo: Optional[Image.Image] = None
+    guidance: tuple[float, ...] = ()
+    steps: Optional[int] = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Result:
+    pose: Image.Image  # the target pose as the model sees it, upscaled for display
+    sample: Image.Image  # the generated image, upscaled for display
+    info: str  # one line: what was run, how long it took
+
+
+def for_display(image: Image.Image, min_height: int = DISPLAY_HEIGHT) -> Image.Image:
+    """Upscale by a whole factor (nearest neighbour: each model pixel stays a visible square)."""
+    factor = max(1, math.ceil(min_height / image.height))
+    return image if factor == 1 else image.resize((image.width * factor, image.height * factor), Image.NEAREST)
+
+
+def _need(value: Any, what: str) -> Any:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError(what)
+    return value
+
+
+def resolve_source(pipe: Pipeline, catalog: Optional[TestCatalog], req: Request
+                   ) -> tuple[Union[Image.Image, str], Any, Any]:
+    """(photo, parsing map or None, source keypoints or None), only what the pipeline needs."""
+    needs = source_needs(pipe)
+    if req.source_mode == SOURCE_PICK:
+        if catalog is None:
+            raise ValueError("no dataset to pick a test source from: start the app with --root DIR, or upload a photo")
+        name = _need(req.source_name, "pick a test source from the list")
+        return (str(catalog.image_path(name)), str(catalog.parsing_path(name)) if needs.parsing else None,
+                catalog.keypoints(name) if needs.pose else None)
+    if req.source_mode != SOURCE_UPLOAD:
+        raise ValueError(f"unknown source choice {req.source_mode!r}; use {SOURCE_PICK!r} or {SOURCE_UPLOAD!r}")
+    image = _need(req.source_image, "upload a source photo (or pick a test source)")
+    parsing = _need(req.parsing_file, "this model reads the source's human-parsing map: upload it (a PNG of LIP class "
+                    "indices, as <root>/parsing/<name>.png)") if needs.parsing else None
+    pose = None
+    if needs.pose:
+        path = _need(req.source_pose_file, "this model reads the source's pose: upload its keypoint file (.txt PCDMs, "
+                     ".csv CFLD annotation, .json [[x, y], ...])")
+        pose = load_target_pose(path).keypoints
+        if pose is None:
+            raise ValueError("the source pose must be keypoints (.txt, .csv, .json), not a rendered pose image")
+    return image, parsing, pose
+
+
+def resolve_pose(catalog: Optional[TestCatalog], req: Request,
+                 estimator: Optional[PoseEstimator] = None) -> TargetPose:
+    """The target pose from the chosen test image, an uploaded keypoint file or (with an estimator) a photo."""
+    if req.pose_mode == POSE_PICK:
+        if catalog is None:
+            raise ValueError("no dataset to pick a test pose from: start the app with --root DIR, or upload a keypoint file")
+        return load_target_pose(catalog.keypoints(_need(req.pose_name, "pick a target pose from the list")))
+    if req.pose_mode == POSE_FILE:
+        path = _need(req.pose_file, "upload a keypoint file (.txt PCDMs, .csv CFLD annotation, .json [[x, y], ...]) "
+                     "or a rendered pose image")
+        row = (req.pose_row or "").strip()
+        return load_target_pose(f"{path}#{row}" if row else path)
+    if req.pose_mode == POSE_PHOTO:
+        if estimator is None:
+            raise ValueError("pgpis has no pose estimator yet: give the target pose as a keypoint file or a test pose")
+        return load_target_pose(estimator(_need(req.pose_photo, "upload a photo to take the pose from")))
+    raise ValueError(f"unknown pose choice {req.pose_mode!r}; use {POSE_PICK!r}, {POSE_FILE!r} or {POSE_PHOTO!r}")
+
+
+def render_pose(pipe: Pipeline, pose: TargetPose) -> Image.Image:
+    """The pose image the denoiser is conditioned on (at the model's image size), upscaled for display."""
+    return for_display(pose.render(pipe.image_size))
+
+
+def default_guidance(pipe: Pipeline) -> tuple[float, ...]:
+    """The model's own weights: FPDM's (w_s, w_f), else the CFG scale (1.0 = no guidance)."""
+    policy = pipe.module.guidance
+    if hasattr(policy, "fusion_weight"):
+        return (float(policy.source_weight), float(policy.fusion_weight))
+    return (float(getattr(policy, "scale", 1.0)),)
+
+
+def generate(pipe: Pipeline, catalog: Optional[TestCatalog], req: Request,
+             progress: Optional[Callable[[int, int], None]] = None,
+             estimator: Optional[PoseEstimator] = None) -> Result:
+    """Run the pipeline on what the user chose; `progress(done, total)` is called after every denoising step."""
+    source, parsing, source_pose = resolve_source(pipe, catalog, req)
+    pose = resolve_pose(catalog, req, estimator)
+    steps = int(req.steps) if req.steps else pipe.sampler().num_inference_steps
+    guidance: Union[float, tuple[float, ...], None] = None
+    if req.guidance:
+        guidance = req.guidance[0] if len(req.guidance) == 1 else tuple(req.guidance)
+
+    def hook(latents, t, i, sched):
+        if progress is not None:
+            progress(i + 1, steps)
+        return latents
+
+    extra = {"source_pose": source_pose} if source_pose is not None else {}
+    start = time.perf_counter()
+    sample = pipe.generate(source, pose.keypoints if pose.keypoints is not None else pose.image,
+                           source_parsing=parsing, guidance=guidance, steps=steps, seed=int(req.seed),
+                           step_hook=hook, **extra)
+    seconds = time.perf_counter() - start
+    h, w = pipe.image_size
+    weights = "/".join(f"{g:g}" for g in (req.guidance or default_guidance(pipe)))
+    info = (f"{pipe.kind}: {steps} steps, guidance {weights}, seed {int(req.seed)}, {w}x{h} px on {pipe.device.type}, "
+            f"{seconds:.1f} s")
+    return Result(pose=render_pose(pipe, pose), sample=for_display(sample), info=info)
+
+
+__all__ = ["Request", "Result", "SourceNeeds", "source_needs", "generate", "resolve_source", "resolve_pose",
+           "render_pose", "default_guidance", "for_display", "find_pose_estimator", "PoseEstimator",
+           "SOURCE_PICK", "SOURCE_UPLOAD", "POSE_PICK", "POSE_FILE", "POSE_PHOTO"]

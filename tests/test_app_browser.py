@@ -1,0 +1,220 @@
+"""`pgpis app` end to end in a real browser: Debian's headless Chromium driven by Playwright.
+
+The app runs as `pgpis app` in a subprocess on a free loopback port, on the tiny checkpoints of the
+session fixtures; the browser uploads a file, picks a pose, clicks Generate and downloads the sample
+the page shows. A missing browser fails the test with the install command (CI installs it in .ci/run).
+Screenshots go to the test's tmp dir, and also to $PGPIS_SCREENSHOT_DIR when that is set.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CHROMIUM = os.environ.get("PGPIS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+STARTUP_S = 240  # importing torch + gradio and loading the checkpoint on 2 busy cores
+GENERATE_MS = 180_000
+
+
+def _require_browser_stack() -> None:
+    """Fail (never skip) with the fix when the browser or a package is missing."""
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"the browser test needs Debian's Chromium at {CHROMIUM}: install it with "
+                    "`apt-get update && apt-get install -y chromium` (as root; CI does it in .ci/run), "
+                    "or point PGPIS_CHROMIUM at a Chromium binary")
+    for module in ("gradio", "playwright"):
+        try:
+            __import__(module)
+        except ImportError:
+            pytest.fail(f"the browser test needs the Python package {module}: pip install -e '.[dev,app]' "
+                        "(make install does)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve_app(checkpoint: Path, log: Path, *extra: str) -> Iterator[str]:
+    """`pgpis app --checkpoint CKPT` in a subprocess; yields its URL once it answers."""
+    port = _free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "pgpis.cli", "app", "--checkpoint", str(checkpoint), "--port", str(port),
+           "--device", "cpu", *extra]
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + STARTUP_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"`pgpis app` exited with {proc.returncode} before serving:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"`pgpis app` did not answer on {url} within {STARTUP_S} s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def browser_page(tmp_path: Path):
+    """A fresh headless Chromium page (own empty profile), closed after the test."""
+    _require_browser_stack()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900})
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+
+
+def _shown_image(page, elem_id: str) -> Image.Image:
+    """Download the image a Gradio Image component shows (the PNG the server sent)."""
+    img = page.locator(f"#{elem_id} img").first
+    src = img.get_attribute("src")
+    assert src, f"#{elem_id} shows no image"
+    response = page.request.get(src if src.startswith("http") else page.url.rstrip("/") + "/" + src.lstrip("/"))
+    assert response.ok, f"GET {src}: {response.status}"
+    return Image.open(io.BytesIO(response.body())).convert("RGB")
+
+
+def _differs_from(sample: Image.Image, source_file: Path) -> float:
+    """Mean absolute difference (0-255) between the sample and the source resized to the sample's size."""
+    with Image.open(source_file) as im:
+        source = np.asarray(im.convert("RGB").resize(sample.size, Image.NEAREST), dtype=np.float32)
+    return float(np.abs(np.asarray(sample, dtype=np.float32) - source).mean())
+
+
+def _screenshot(page, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 0
+    target = os.environ.get("PGPIS_SCREENSHOT_DIR")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, Path(target) / name)
+    return path
+
+
+def _generate(page) -> Image.Image:
+    page.click("#generate")
+    page.wait_for_selector("#sample img", timeout=GENERATE_MS)
+    page.wait_for_function("() => document.querySelector('#info').innerText.includes('steps')", timeout=GENERATE_MS)
+    return _shown_image(page, "sample")
+
+
+def _test_pair(root: Path) -> tuple[str, str]:
+    from pgpis.app.sources import load_catalog
+
+    catalog = load_catalog(root, parsing=False)
+    assert catalog.first_pair is not None
+    return catalog.first_pair
+
+
+def test_fpdm_upload_source_pick_pose_generate(browser_page, tiny_ldm_checkpoints, synthetic_root, tmp_path):
+    """Upload a source photo, pick a test pose, generate: the page shows the rendered pose and a new image."""
+    from playwright.sync_api import expect
+
+    from pgpis.data.layouts import read_deepfashion_index
+
+    index = read_deepfashion_index(synthetic_root, splits=("test",), check_images="none")
+    source_name, pose_name = _test_pair(synthetic_root)
+    upload = tmp_path / "my_photo.jpg"  # an upload, not a dataset path: the app gets only the pixels
+    shutil.copyfile(index.image_path(source_name), upload)
+    page = browser_page
+    with serve_app(tiny_ldm_checkpoints["fpdm"], tmp_path / "app.log") as url:
+        page.goto(url)
+        page.wait_for_selector("#generate")
+        expect(page.locator("#w-source")).to_be_visible()  # FPDM's two cumulative guidance weights
+        expect(page.locator("#w-fusion")).to_be_visible()
+        page.get_by_label("Upload a photo").check()
+        expect(page.locator("#source-upload")).to_be_visible()
+        expect(page.locator("#parsing-upload")).to_be_hidden()  # FPDM reads no parsing map
+        page.set_input_files("#source-upload input[type=file]", str(upload))
+        page.wait_for_selector("#source-upload img")
+        page.locator("#pose-pick input").click()
+        page.get_by_role("option", name=pose_name).click()
+        sample = _generate(page)
+        pose = _shown_image(page, "pose-render")
+        info = page.locator("#info").inner_text()
+        _screenshot(page, tmp_path, "screenshot.png")
+    assert "fpdm" in info and "guidance 2/2" in info, info
+    assert sample.height >= 256 and sample.size == pose.size  # shown upscaled, as the pose it was conditioned on
+    assert np.asarray(sample).std() > 1.0, "the sample is a flat image"
+    assert _differs_from(sample, upload) > 5.0, "the page shows the source, not a generated sample"
+
+
+def test_truepose_test_source_keypoint_file_generate(browser_page, tiny_ldm_checkpoints, synthetic_root, tmp_path):
+    """TruePose: a picked test source brings its parsing map; the target pose comes from an uploaded keypoint file."""
+    from playwright.sync_api import expect
+
+    from pgpis.app.sources import load_catalog
+
+    catalog = load_catalog(synthetic_root, parsing=True)
+    source_name, pose_name = catalog.first_pair
+    keypoints = tmp_path / "target_pose.json"
+    keypoints.write_text(json.dumps(catalog.keypoints(pose_name).tolist()))
+    page = browser_page
+    with serve_app(tiny_ldm_checkpoints["truepose"], tmp_path / "app.log", "--root", str(synthetic_root)) as url:
+        page.goto(url)
+        page.wait_for_selector("#generate")
+        expect(page.locator("#w-cfg")).to_be_visible()  # TruePose: one CFG scale
+        expect(page.locator("#w-fusion")).to_have_count(0)
+        page.get_by_label("Upload a photo").check()
+        expect(page.locator("#parsing-upload")).to_be_visible()  # an uploaded source needs its parsing map
+        page.get_by_label("Test source", exact=True).check()
+        expect(page.locator("#source-preview img")).to_be_visible()  # the picked source brings its parsing map
+        page.get_by_label("Keypoint file").check()
+        expect(page.locator("#pose-file")).to_be_visible()
+        page.set_input_files("#pose-file input[type=file]", str(keypoints))
+        page.wait_for_function("() => document.querySelector('#pose-file').innerText.includes('target_pose.json')")
+        page.fill("#steps input[type=number]", "2")
+        page.locator("#steps input[type=number]").press("Enter")
+        sample = _generate(page)
+        info = page.locator("#info").inner_text()
+        _screenshot(page, tmp_path, "screenshot_truepose.png")
+    assert "truepose: 2 steps" in info, info
+    assert _differs_from(sample, catalog.image_path(source_name)) > 5.0, "the page shows the source"
+
+
+def test_app_cli_missing_checkpoint_names_it(tmp_path, capsys):
+    """A wrong --checkpoint ends before serving, with the pgpis message naming the path and the fix."""
+    from pgpis.cli import main
+
+    missing = tmp_path / "nowhere.ckpt"
+    assert main(["app", "--checkpoint", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert str(missing) in err and "pgpis fit" in err, err
