@@ -16,8 +16,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -331,28 +333,210 @@ def render_pose(
     return np.asarray(canvas, dtype=np.uint8).copy()
 
 
+# --- validation -------------------------------------------------------------------------------
+
+KEYPOINT_TOLERANCE_PX = 3.0
+"""How far (pixels of the keypoint's own frame) a present point may lie past the far edge of its frame.
+
+Annotations are made on, or detected in, the 750x1101 originals (or Phoenix's frames) and rounded or
+rescaled into the annotation frame; annotators also click on the border. Both put genuine points a pixel
+or two past the last pixel centre (``x = 176`` in the 176-wide frame is common), so up to 3 px past
+``w - 1`` / ``h - 1`` is accepted; ``y = 937`` in a 256-high frame, or a file in another frame, is refused.
+Formats with a ``-1`` missing marker get no tolerance below 0: a negative other than the marker (``-2``,
+``-0.5``, ``-999``) is far more likely a mistyped marker than a point, and the value -1 itself cannot be a
+point. Formats without a marker (Phoenix's detector output) get the tolerance on both sides.
+"""
+
+CONFIDENT_SCORE = 0.3
+"""Detector score from which a point counts as detected (DESIGN.md 3.3 drops points below it when rendering).
+
+Only detected points must lie in the frame: HRNet still outputs a location, with a low score, for joints
+outside the image (legs below Phoenix's frame), and pgpis treats those as missing.
+"""
+
+
+def _point_label(index: tuple[int, ...], spec: KeypointSpec | None, point_lines: Sequence[int] | None) -> str:
+    *frames, k = index
+    where = [f"frame {frames[-1] + 1}"] if frames else []
+    if point_lines is not None and not frames and k < len(point_lines):
+        where.append(f"line {point_lines[k]}")
+    name = f" ({spec.names[k]})" if spec is not None and k < spec.num_points else ""
+    where.append(f"point {k}{name}")
+    return ", ".join(where)
+
+
+def validate_keypoints(
+    kp: np.ndarray,
+    frame: tuple[int, int],
+    *,
+    file: str,
+    line: int | None = None,
+    item: str | None = None,
+    spec: KeypointSpec | None = None,
+    scores: np.ndarray | None = None,
+    score_threshold: float = CONFIDENT_SCORE,
+    missing: float | None = MISSING,
+    tolerance: float = KEYPOINT_TOLERANCE_PX,
+    x_offset: float = 0.0,
+    frame_label: str | None = None,
+    point_lines: Sequence[int] | None = None,
+    fix: str | None = None,
+    show: int = 5,
+) -> list[Problem]:
+    """Check keypoints against their frame; return the problems (empty when valid), never raise.
+
+    This is the one check every keypoint source goes through (the CFLD and PCDMs parsers, Phoenix's
+    containers); a new dataset calls it on each array it reads and raises ``DataFormatError(problems)``
+    (or collects them) so ``pgpis data check`` and DataModule set-up name the file, line and fix.
+
+    Args:
+        kp: ``[..., K, D>=2]`` ``(x, y, ...)`` pixels; extra leading axes are frames (numbered from 1).
+        frame: ``(h, w)`` of the image the points belong to.
+        file, line, item: where the array came from (reported as is).
+        spec: names the points in messages.
+        scores: ``[..., K]`` detector scores; then only points with ``score >= score_threshold`` must lie
+            in the frame (every value must still be finite).
+        missing: the missing-point marker (``-1``): a coordinate equal to it is not checked, and any
+            other negative value is an error. ``None`` for formats without a marker (tolerance below 0 too).
+        tolerance: pixels past the far edge still accepted (:data:`KEYPOINT_TOLERANCE_PX`, why there).
+        x_offset: where the image starts in the file's x axis (PCDMs pads the 176-wide image by 40 px).
+        frame_label: how messages name the frame (default ``"256x176 (h x w) frame"``).
+        point_lines: file line of each point (PCDMs: one point per line); the problem names the first bad one.
+        show: offending values listed per problem.
+    """
+    h, w = frame
+    label = frame_label or f"{h}x{w} (h x w) frame"
+    fix = fix or (f"correct the value: pixel coordinates in the {label}"
+                  + (f", {missing:g} for a missing point" if missing is not None else "")
+                  + "; if the file is in another frame (another resolution, the 256x256 PCDMs frame), convert it")
+    arr = np.asarray(kp)
+    if arr.dtype.kind not in "iuf":
+        return [Problem(file, f"keypoints have dtype {arr.dtype}, expected real numbers", fix, line, item)]
+    if arr.ndim < 2 or arr.shape[-1] < 2:
+        return [Problem(file, f"keypoints have shape {list(arr.shape)}, expected [..., K, 2+] (x, y, ...)", fix, line, item)]
+    xy = arr[..., :2].astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = np.isfinite(xy) & np.isfinite(xy.astype(np.float32))
+    checked = np.ones(xy.shape, dtype=bool)
+    score_bad = np.zeros(xy.shape[:-1], dtype=bool)
+    sc = None
+    if scores is not None:
+        sc = np.asarray(scores)
+        if sc.shape != xy.shape[:-1] or sc.dtype.kind not in "iuf":
+            return [Problem(file, f"scores have shape {list(sc.shape)} / dtype {sc.dtype}, expected real {list(xy.shape[:-1])}",
+                            fix, line, item)]
+        sc = sc.astype(np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            score_bad = ~(np.isfinite(sc) & np.isfinite(sc.astype(np.float32)))
+        checked &= (sc >= score_threshold)[..., None]
+    is_missing = (xy == missing) if missing is not None else np.zeros(xy.shape, dtype=bool)
+    lo = np.array([x_offset, 0.0]) - (0.0 if missing is not None else tolerance)
+    hi = np.array([x_offset + w - 1, h - 1]) + tolerance
+    with np.errstate(invalid="ignore"):
+        outside = finite & checked & ~is_missing & ((xy < lo) | (xy > hi))
+    bad_coord = ~finite | outside
+    bad_point = bad_coord.any(axis=-1) | score_bad
+    if not bad_point.any():
+        return []
+    found = np.argwhere(bad_point)
+    details = []
+    for idx in found[:show]:
+        idx_t = tuple(int(i) for i in idx)
+        reasons = []
+        for axis, name in ((0, "x"), (1, "y")):
+            if not bad_coord[idx_t + (axis,)]:
+                continue
+            v = xy[idx_t + (axis,)]
+            if np.isnan(v):
+                reasons.append(f"{name} is NaN")
+            elif not finite[idx_t + (axis,)]:
+                reasons.append(f"{name} = {v:g} is not a finite float32 (inf or too large)")
+            elif missing is not None and v < 0 and lo[axis] == 0:
+                reasons.append(f"{name} = {v:g} is negative but not the missing marker {missing:g}")
+            else:
+                reasons.append(f"{name} = {v:g} is outside the {label}: valid {name} is {lo[axis]:g} to {hi[axis]:g} "
+                               f"({tolerance:g} px tolerance {'past the far edge' if missing is not None else 'each side'})")
+        if score_bad[idx_t]:
+            reasons.append(f"score = {sc[idx_t]:g} is not a finite float32")
+        details.append(f"{_point_label(idx_t, spec, point_lines)}: " + " and ".join(reasons))
+    more = len(found) - len(details)
+    what = "; ".join(details) + (f"; and {more} more bad point(s)" if more else "")
+    first = tuple(int(i) for i in found[0])
+    where_line = line
+    if where_line is None and point_lines is not None and arr.ndim == 2 and first[-1] < len(point_lines):
+        where_line = point_lines[first[-1]]
+    return [Problem(file, what, fix, where_line, item)]
+
+
 # --- file formats -----------------------------------------------------------------------------
+
+def read_text(path: str | os.PathLike, fix: str) -> str:
+    """A text file's contents as UTF-8; unreadable or binary files are a :class:`DataFormatError` naming the line."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataFormatError(Problem(str(path), f"cannot read the file ({e.strerror or e})", fix)) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise DataFormatError(Problem(str(path), f"not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+                                                 "binary or corrupted file", fix, line)) from None
+
+
+def text_lines(text: str) -> list[str]:
+    """Lines as editors number them (split on newlines only, ``\\r\\n`` tolerated)."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+
 
 def _number_list(text: str, what: str, file: str, line: int | None, item: str | None, n: int) -> list[float]:
     fix = f"write {what} as a JSON list of {n} numbers, -1 for a missing point"
     try:
         values = json.loads(text)
-    except (json.JSONDecodeError, TypeError) as e:
-        raise DataFormatError(Problem(file, f"{what} is not a JSON list ({e})", fix, line, item)) from None
+    except (ValueError, TypeError, RecursionError) as e:  # JSONDecodeError, int-digit limits, deep nesting
+        msg = (e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply" if isinstance(e, RecursionError)
+               else str(e)[:80])
+        raise DataFormatError(Problem(file, f"{what} is not a JSON list ({msg})", fix, line, item)) from None
+    shown = text if len(text) <= 80 else text[:77] + "..."
     if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        raise DataFormatError(Problem(file, f"{what} must be a list of numbers, got {text!r}", fix, line, item))
+        raise DataFormatError(Problem(file, f"{what} must be a list of numbers, got {shown!r}", fix, line, item))
     if len(values) != n:
         raise DataFormatError(Problem(file, f"{what}: expected {n} keypoints, found {len(values)}", fix, line, item))
-    return [float(v) for v in values]
+    out = []
+    for i, v in enumerate(values):
+        try:
+            out.append(float(v))
+        except OverflowError:
+            raise DataFormatError(Problem(file, f"{what}[{i}] is an integer too large to be a pixel coordinate", fix,
+                                          line, item)) from None
+    return out
 
 
 def parse_cfld_keypoints(y_json: str, x_json: str, *, file: str = "<cfld annotation>", line: int | None = None,
-                         item: str | None = None, num_points: int = 18) -> np.ndarray:
-    """Parse the CFLD ``keypoints_y`` / ``keypoints_x`` columns into ``[18, 2]`` (x, y) in the 256x176 frame."""
+                         item: str | None = None, num_points: int = 18,
+                         frame: tuple[int, int] = CFLD_FRAME) -> np.ndarray:
+    """Parse the CFLD ``keypoints_y`` / ``keypoints_x`` columns into ``[18, 2]`` (x, y) in the 256x176 frame.
+
+    Values are checked with :func:`validate_keypoints` (finite, in the frame, -1 the only negative).
+    """
     ys = _number_list(y_json, "keypoints_y", file, line, item, num_points)
     xs = _number_list(x_json, "keypoints_x", file, line, item, num_points)
-    kp = np.stack([np.asarray(xs, np.float32), np.asarray(ys, np.float32)], axis=1)
+    kp64 = np.stack([np.asarray(xs, np.float64), np.asarray(ys, np.float64)], axis=1)
+    problems = validate_keypoints(kp64, frame, file=file, line=line, item=item, spec=_spec_for(num_points),
+                                  fix="correct keypoints_y / keypoints_x: pixels of the 256x176 (h x w) frame, "
+                                      "-1 for a missing point (convert files from another frame first)")
+    if problems:
+        raise DataFormatError(problems)
+    kp = kp64.astype(np.float32)
     return _with_missing(kp, missing_mask(kp))
+
+
+def _spec_for(num_points: int) -> KeypointSpec | None:
+    return OPENPOSE_18 if num_points == OPENPOSE_18.num_points else None
 
 
 def _num(v: float) -> int | float:
@@ -367,30 +551,47 @@ def format_cfld_keypoints(kp: np.ndarray) -> tuple[str, str]:
     return json.dumps([_num(v) for v in kp[:, 1]]), json.dumps([_num(v) for v in kp[:, 0]])
 
 
+# A decimal number in ASCII (float() also takes '1_000' and non-ASCII digits such as '\u0663'; a pose file
+# holding those is damaged, not numeric). nan/inf parse here so that the range check names them.
+_FLOAT_RE = re.compile(r"^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)$", re.ASCII | re.IGNORECASE)
+
+
 def read_pcdms_keypoints(path: str | os.PathLike, num_points: int = 18) -> np.ndarray:
-    """Read a PCDMs pose txt (``num_points`` rows ``x y`` in the 256x256 frame) into ``[K, 2]``."""
+    """Read a PCDMs pose txt (``num_points`` rows ``x y`` in the 256x256 frame) into ``[K, 2]``.
+
+    Present points must lie on the 176-wide image inside that frame (x 40..215, y 0..255, plus
+    :data:`KEYPOINT_TOLERANCE_PX` past the far edges): a point in the padding would land at a negative x
+    of the 256x176 frame (x = 39 even on the missing marker), so it is an error, not a silent miss.
+    """
     path = Path(path)
     fix = f"the file must hold {num_points} lines 'x y' (256x256 frame, -1 -1 for a missing point)"
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataFormatError(Problem(str(path), f"cannot read keypoint file ({e})", fix)) from None
-    lines = text.splitlines()
+    lines = text_lines(read_text(path, fix))
     while lines and not lines[-1].strip():
         lines.pop()
     problems: list[Problem] = []
     rows: list[tuple[float, float]] = []
     for n, raw in enumerate(lines, start=1):
         parts = raw.replace(",", " ").split()
-        try:
-            if len(parts) != 2:
-                raise ValueError(f"expected 2 numbers 'x y', found {len(parts)}")
+        if len(parts) != 2:
+            problems.append(Problem(str(path), f"expected 2 numbers 'x y', found {len(parts)}", fix, n))
+            continue
+        if all(_FLOAT_RE.match(v) for v in parts):
             rows.append((float(parts[0]), float(parts[1])))
-        except ValueError as e:
-            msg = str(e) if "expected 2" in str(e) else f"not a number in {raw.strip()!r}"
-            problems.append(Problem(str(path), msg, fix, n))
+        else:
+            shown = raw.strip() if len(raw.strip()) <= 60 else raw.strip()[:57] + "..."
+            problems.append(Problem(str(path), f"not a number in {shown!r}", fix, n))
     if not problems and len(rows) != num_points:
-        problems.append(Problem(str(path), f"expected {num_points} keypoints, found {len(rows)}", fix, len(lines) or None))
+        at = num_points + 1 if len(rows) > num_points else len(lines) + 1
+        problems.append(Problem(str(path), f"expected {num_points} keypoints, found {len(rows)}", fix, at))
+    if not problems:
+        h, w = CFLD_FRAME
+        problems = validate_keypoints(
+            np.asarray(rows, dtype=np.float64), (PCDMS_FRAME[0], w), file=str(path), spec=_spec_for(num_points),
+            x_offset=PCDMS_X_OFFSET, point_lines=range(1, num_points + 1),
+            frame_label=f"image area of the {PCDMS_FRAME[0]}x{PCDMS_FRAME[1]} PCDMs frame ({PCDMS_X_OFFSET:g} px padding "
+                        "left and right)",
+            fix="correct the row: 'x y' pixels of the 256x256 PCDMs frame with x inside the image (40..215), "
+                "'-1 -1' for a missing point")
     if problems:
         raise DataFormatError(problems)
     kp = np.asarray(rows, dtype=np.float32)

@@ -26,6 +26,7 @@ Reading never stops at the first problem: every problem found is collected
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -173,33 +174,19 @@ def _read_cfld(index: DeepFashionIndex, split: str, problems: list[Problem]) -> 
     ann_path = root / CFLD_ANNOTATION.format(split=split)
     pairs_path = root / CFLD_PAIRS.format(split=split)
     img_dir = root / CFLD_IMAGES.format(split=split)
+    rejected: set[str] = set()  # images whose annotation row was reported bad; their pairs are not reported again
     for p, what in ((ann_path, "annotation CSV"), (pairs_path, "pairs CSV")):
         if not p.exists():
             problems.append(Problem(str(p), f"the {split} {what} is missing", f"restore {p.name} from the CFLD/DPTN release"))
     if not img_dir.is_dir():
         problems.append(Problem(str(img_dir), f"the {split} image folder is missing", f"put the {split} images (750x1101 jpg) in {img_dir.name}/"))
     if ann_path.exists():
-        with ann_path.open(newline="") as f:
-            lines = f.read().splitlines()
-        header = lines[0].strip() if lines else ""
-        if header != "name:keypoints_y:keypoints_x":
-            problems.append(Problem(str(ann_path), f"header is '{header}', expected 'name:keypoints_y:keypoints_x'", "use the original CFLD annotation file (':' separated)", line=1))
-        for lineno, line in enumerate(lines[1:], start=2):
-            if not line.strip():
-                continue
-            parts = line.split(":")
-            if len(parts) != 3:
-                problems.append(Problem(str(ann_path), f"expected 3 ':'-separated fields, found {len(parts)}", "write rows as name:[y0,...,y17]:[x0,...,x17]", line=lineno))
-                continue
-            name, ys, xs = (s.strip() for s in parts)
-            try:
-                kp = kpt.parse_cfld_keypoints(ys, xs)
-            except DataFormatError as err:
-                problems.extend(Problem(str(ann_path), p.what, p.fix, line=lineno, item=name) for p in err.problems)
-                continue
-            except (ValueError, TypeError) as err:
-                problems.append(Problem(str(ann_path), f"keypoints do not parse ({err})", "write 18 numbers per list, -1 for a missing point", line=lineno, item=name))
-                continue
+        try:
+            lines = kpt.text_lines(kpt.read_text(ann_path, "restore the original CFLD annotation file (UTF-8 text, ':' separated)"))
+        except DataFormatError as err:
+            problems.extend(err.problems)
+            lines = None
+        for lineno, name, kp in _cfld_rows(ann_path, lines, problems, rejected) if lines is not None else ():
             if name in index.keypoints:
                 problems.append(Problem(str(ann_path), "image annotated twice", "keep one row per image", line=lineno, item=name))
             index.keypoints[name] = kp
@@ -207,8 +194,7 @@ def _read_cfld(index: DeepFashionIndex, split: str, problems: list[Problem]) -> 
             index.image_paths[name] = img_dir / name
     if pairs_path.exists():
         pairs: list[tuple[str, str]] = []
-        with pairs_path.open(newline="") as f:
-            rows = list(csv.reader(f))
+        rows = _csv_rows(pairs_path, problems)
         if not rows or [c.strip() for c in rows[0][:2]] != ["from", "to"]:
             problems.append(Problem(str(pairs_path), f"header is {rows[0] if rows else 'missing'}, expected 'from,to'", "use the original CFLD pairs CSV", line=1))
         for lineno, row in enumerate(rows[1:], start=2):
@@ -219,10 +205,57 @@ def _read_cfld(index: DeepFashionIndex, split: str, problems: list[Problem]) -> 
                 continue
             src, tgt = row[0].strip(), row[1].strip()
             for n in (src, tgt):
-                if n not in index.keypoints:
+                if n not in index.keypoints and n not in rejected:
                     problems.append(Problem(str(pairs_path), f"pair names image '{n}' that has no keypoint row in {ann_path.name}", f"add its keypoints to {ann_path.name} or remove the pair", line=lineno, item=n))
             pairs.append((src, tgt))
         index.pairs[split] = pairs
+
+
+def _cfld_rows(path: Path, lines: list[str], problems: list[Problem], rejected: set[str]) -> list[tuple[int, str, np.ndarray]]:
+    """(line, name, keypoints) of every valid row of a CFLD annotation CSV; every bad row is a problem (name into `rejected`)."""
+    header = lines[0].strip() if lines else ""
+    if header != "name:keypoints_y:keypoints_x":
+        shown = header if len(header) <= 60 else header[:57] + "..."
+        problems.append(Problem(str(path), f"header is {shown!r}, expected 'name:keypoints_y:keypoints_x'",
+                                "use the original CFLD annotation file (':' separated)", line=1))
+    rows: list[tuple[int, str, np.ndarray]] = []
+    for lineno, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        parts = line.split(":")
+        if len(parts) != 3:
+            problems.append(Problem(str(path), f"expected 3 ':'-separated fields, found {len(parts)}", "write rows as name:[y0,...,y17]:[x0,...,x17]", line=lineno))
+            continue
+        name, ys, xs = (s.strip() for s in parts)
+        if not name:
+            problems.append(Problem(str(path), "the image name (first field) is empty", "write rows as name:[y0,...,y17]:[x0,...,x17]", line=lineno))
+            continue
+        try:
+            rows.append((lineno, name, kpt.parse_cfld_keypoints(ys, xs, file=str(path), line=lineno, item=name)))
+        except DataFormatError as err:
+            problems.extend(err.problems)
+            rejected.add(name)
+    if header == "name:keypoints_y:keypoints_x" and not any(ln.strip() for ln in lines[1:]):
+        problems.append(Problem(str(path), "the annotation holds a header but no keypoint rows",
+                                "restore the original CFLD annotation file (one row per image)", line=2))
+    return rows
+
+
+def _csv_rows(path: Path, problems: list[Problem]) -> list[list[str]]:
+    """Rows of a comma-separated file; unreadable text or a CSV syntax error is a problem (with its line)."""
+    try:
+        text = kpt.read_text(path, f"restore {path.name} (UTF-8 text)")
+    except DataFormatError as err:
+        problems.extend(err.problems)
+        return []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[list[str]] = []
+    try:
+        for row in reader:
+            rows.append(row)
+    except csv.Error as err:
+        problems.append(Problem(str(path), f"not a readable CSV ({err})", f"restore {path.name}", line=reader.line_num))
+    return rows
 
 
 def _read_pcdms(index: DeepFashionIndex, split: str, problems: list[Problem]) -> None:
@@ -232,9 +265,15 @@ def _read_pcdms(index: DeepFashionIndex, split: str, problems: list[Problem]) ->
         problems.append(Problem(str(pairs_path), f"the {split} pairs JSON is missing", f"restore {pairs_path.name} from the PCDMs release"))
         return
     try:
-        entries = json.loads(pairs_path.read_text())
+        entries = json.loads(kpt.read_text(pairs_path, "restore the original file (UTF-8 JSON)"))
+    except DataFormatError as err:
+        problems.extend(err.problems)
+        return
     except json.JSONDecodeError as err:
         problems.append(Problem(str(pairs_path), f"not valid JSON ({err.msg})", "restore the original file", line=err.lineno))
+        return
+    except (ValueError, RecursionError) as err:  # integer-digit limit, absurd nesting
+        problems.append(Problem(str(pairs_path), f"not valid JSON ({type(err).__name__})", "restore the original file"))
         return
     if not isinstance(entries, list):
         problems.append(Problem(str(pairs_path), "expected a JSON list of {source_image, target_image} objects", "restore the original file"))

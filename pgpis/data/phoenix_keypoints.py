@@ -27,9 +27,11 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from pgpis.data import keypoints as kpt
 from pgpis.errors import DataFormatError, Problem
 
 NUM_POINTS = 133
+FRAME_SIZE = (260, 210)  # (h, w): Phoenix frames are 210 wide x 260 high; keypoints are in their pixels
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pkl.gz", ".pickle.gz", ".gz", ".train", ".dev", ".test")
 
 CONVERT_FIX = ("do not load this file; get the keypoints as a pickle of plain numpy arrays / torch tensors, "
@@ -141,15 +143,19 @@ def restricted_load(path: str | os.PathLike) -> Any:
                                       "re-download the file, or convert it to .npz")) from None
 
 
-def _as_array(value: Any) -> np.ndarray | None:
+def _as_array(value: Any) -> np.ndarray | str | None:
+    """The array behind a numpy array or torch tensor; a message when a tensor cannot become one; else None."""
     if isinstance(value, np.ndarray):
         return value
     if type(value).__module__.startswith("torch") and hasattr(value, "numpy"):
-        return value.detach().cpu().numpy()
+        try:
+            return value.detach().cpu().numpy()
+        except (TypeError, RuntimeError) as e:  # bfloat16, sparse, quantised ... tensors
+            return f"the keypoint tensor cannot be read as an array ({type(e).__name__}: {e})"
     return None
 
 
-def _entry_array(value: Any) -> np.ndarray | None:
+def _entry_array(value: Any) -> np.ndarray | str | None:
     arr = _as_array(value)
     if arr is None and isinstance(value, dict):
         for key in ("keypoints", "keypoint"):
@@ -159,8 +165,30 @@ def _entry_array(value: Any) -> np.ndarray | None:
     return arr
 
 
+def check_keypoint_array(arr: np.ndarray, source: str, name: str) -> list[Problem]:
+    """Problems of one video's ``[T, 133, 3]`` array: dtype, shape, finite values, detected points in the frame.
+
+    Detected points (score >= :data:`~pgpis.data.keypoints.CONFIDENT_SCORE`) must lie in the 210x260
+    frame within :data:`~pgpis.data.keypoints.KEYPOINT_TOLERANCE_PX` each side; low-score points may lie
+    anywhere (HRNet still outputs a location for joints it cannot see) but must be finite.
+    """
+    fix_shape = "store COCO-WholeBody (x, y, score) per frame as a float array [T, 133, 3]"
+    if arr.dtype.kind not in "iuf":
+        return [Problem(source, f"keypoints have dtype {arr.dtype}, expected real numbers (float32)", fix_shape, item=name)]
+    if arr.ndim != 3 or arr.shape[1:] != (NUM_POINTS, 3):
+        return [Problem(source, f"keypoints have shape {list(arr.shape)}, expected [T, 133, 3]", fix_shape, item=name)]
+    if arr.shape[0] == 0:
+        return [Problem(source, "keypoints have no frames (shape [0, 133, 3])", fix_shape, item=name)]
+    h, w = FRAME_SIZE
+    return kpt.validate_keypoints(
+        arr[..., :2], FRAME_SIZE, file=source, item=name, spec=kpt.COCO_WHOLEBODY_133, scores=arr[..., 2],
+        missing=None, frame_label=f"{w}x{h} (w x h) Phoenix frame",
+        fix=f"re-extract this video's keypoints in pixels of the {w}x{h} frames (no detection = all zeros); "
+            "if they come from another resolution, rescale them")
+
+
 def extract_keypoints(obj: Any, source: str) -> dict[str, np.ndarray]:
-    """``{video name: [T, 133, 3]}`` from any known container; shape problems are collected, not raised early."""
+    """``{video name: float32 [T, 133, 3]}`` from any known container, every entry checked; all problems raised together."""
     items: list[tuple[str, Any]] = []
     if isinstance(obj, dict):
         items = [(str(k), v) for k, v in obj.items()]
@@ -169,23 +197,27 @@ def extract_keypoints(obj: Any, source: str) -> dict[str, np.ndarray]:
     else:
         raise DataFormatError(Problem(source, f"unknown keypoint container ({type(obj).__name__})",
                                       "expected {name: {'keypoints': array}} or dicts with 'name' and a 'keypoint' tensor"))
+    if not items:
+        raise DataFormatError(Problem(source, "the keypoint file holds no videos",
+                                      "use the keypoint file that belongs to this dataset (one [T, 133, 3] array per video)"))
     out: dict[str, np.ndarray] = {}
     problems: list[Problem] = []
     for name, value in items:
         arr = _entry_array(value)
-        if arr is None:
-            problems.append(Problem(source, "entry has no 'keypoints' array or 'keypoint' tensor",
+        if arr is None or isinstance(arr, str):
+            problems.append(Problem(source, arr or "entry has no 'keypoints' array or 'keypoint' tensor",
                                     "store [T, 133, 3] (x, y, score) per video", item=name))
             continue
-        arr = np.asarray(arr, dtype=np.float32)
-        if arr.ndim != 3 or arr.shape[1:] != (NUM_POINTS, 3):
-            problems.append(Problem(source, f"keypoints have shape {list(arr.shape)}, expected [T, 133, 3]",
-                                    "store COCO-WholeBody (x, y, score) per frame", item=name))
+        found = check_keypoint_array(arr, source, name)
+        if found:
+            problems.extend(found)
             continue
-        if not np.isfinite(arr).all():
-            problems.append(Problem(source, "keypoints contain NaN or inf", "replace them with 0 (no detection)", item=name))
+        key = normalise_name(name)
+        if key in out:
+            problems.append(Problem(source, f"two entries are both named '{key}' (after removing './' and slashes)",
+                                    "keep one entry per video", item=name))
             continue
-        out[normalise_name(name)] = arr
+        out[key] = arr.astype(np.float32)
     if problems:
         raise DataFormatError(problems)
     return out
@@ -203,10 +235,11 @@ def read_keypoint_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if path.suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as z:
-                return extract_keypoints({k: z[k] for k in z.files}, str(path))
-        except (OSError, ValueError) as e:
-            raise DataFormatError(Problem(str(path), f"not a readable .npz ({e})",
+                arrays = {k: z[k] for k in z.files}
+        except Exception as e:  # a damaged archive raises BadZipFile, zlib.error, EOFError, ValueError, OSError...
+            raise DataFormatError(Problem(str(path), f"not a readable .npz ({type(e).__name__}: {e})",
                                           "rewrite it with `pgpis data convert-keypoints`")) from None
+        return extract_keypoints(arrays, str(path))
     return extract_keypoints(restricted_load(path), str(path))
 
 

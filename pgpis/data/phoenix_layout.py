@@ -14,6 +14,7 @@ torch/Lightning, so `pgpis data check|synth --dataset phoenix` start fast.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 from dataclasses import dataclass, field
@@ -25,12 +26,13 @@ from PIL import Image
 
 from pgpis.data import keypoints as kpt
 from pgpis.data.layouts import ImageCheck
+from pgpis.data.phoenix_keypoints import FRAME_SIZE as KEYPOINT_FRAME
 from pgpis.data.phoenix_keypoints import PICKLE_SUFFIXES, UnsafePickleError, read_keypoint_files
 from pgpis.errors import DataFormatError, Problem
 
 Size = tuple[int, int]  # (height, width)
 
-FRAME_SIZE: Size = (260, 210)  # Phoenix frames are 210 wide x 260 high
+FRAME_SIZE: Size = KEYPOINT_FRAME  # (260, 210): Phoenix frames are 210 wide x 260 high, the keypoints' frame too
 REPORT_SIZE: Size = FRAME_SIZE  # FPDM evaluates at 260x210
 SPLITS = ("train", "dev", "test")
 FRAMES_DIR = "features/fullFrame-210x260px"
@@ -98,11 +100,18 @@ def _read_corpus(path: Path, problems: list[Problem]) -> list[tuple[int, str, st
     """(line, name, speaker) rows of a corpus CSV; problems collected."""
     fix_header = "use the original PHOENIX-2014-T corpus file: '|' separated, header " + "|".join(CORPUS_HEADER)
     rows: list[tuple[int, str, str]] = []
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(f, delimiter="|", quoting=csv.QUOTE_NONE)
+    try:
+        text = kpt.read_text(path, fix_header)
+    except DataFormatError as e:
+        problems.extend(e.problems)
+        return rows
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="|", quoting=csv.QUOTE_NONE)
+    try:
         header = next(reader, None)
         if header is None or tuple(h.strip() for h in header) != CORPUS_HEADER:
-            problems.append(Problem(str(path), f"header is {'|'.join(header or [])!r}", fix_header, line=1))
+            shown = "|".join(header or [])
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            problems.append(Problem(str(path), f"header is {shown!r}", fix_header, line=1))
             return rows
         seen: dict[str, int] = {}
         for row in reader:
@@ -120,6 +129,8 @@ def _read_corpus(path: Path, problems: list[Problem]) -> list[tuple[int, str, st
             else:
                 seen[name] = line
                 rows.append((line, name, speaker))
+    except csv.Error as e:  # e.g. a field over csv's size limit
+        problems.append(Problem(str(path), f"not a readable corpus CSV ({e})", fix_header, line=reader.line_num))
     return rows
 
 
