@@ -163,6 +163,9 @@ def test_fpdm_upload_source_pick_pose_generate(browser_page, tiny_ldm_checkpoint
         page.get_by_label("Upload a photo").check()
         expect(page.locator("#source-upload")).to_be_visible()
         expect(page.locator("#parsing-upload")).to_be_hidden()  # FPDM reads no parsing map
+        page.click("#generate")  # nothing uploaded yet: pgpis's message, no sample
+        expect(page.get_by_text("upload a source photo").first).to_be_visible()
+        expect(page.locator("#sample img")).to_have_count(0)
         page.set_input_files("#source-upload input[type=file]", str(upload))
         page.wait_for_selector("#source-upload img")
         page.locator("#pose-pick input").click()
@@ -181,8 +184,12 @@ def test_truepose_test_source_keypoint_file_generate(browser_page, tiny_ldm_chec
     """TruePose: a picked test source brings its parsing map; the target pose comes from an uploaded keypoint file."""
     from playwright.sync_api import expect
 
+    from pgpis.app.generate import needs
     from pgpis.app.sources import load_catalog
+    from pgpis.inference import load_pipeline
 
+    need = needs(load_pipeline(tiny_ldm_checkpoints["truepose"], device="cpu"))
+    assert need.parsing and need.target_keypoints
     catalog = load_catalog(synthetic_root, parsing=True)
     source_name, pose_name = catalog.first_pair
     keypoints = tmp_path / "target_pose.json"
@@ -195,6 +202,8 @@ def test_truepose_test_source_keypoint_file_generate(browser_page, tiny_ldm_chec
         expect(page.locator("#w-fusion")).to_have_count(0)
         page.get_by_label("Upload a photo").check()
         expect(page.locator("#parsing-upload")).to_be_visible()  # an uploaded source needs its parsing map
+        source_pose = expect(page.locator("#source-pose-upload"))  # and its keypoints, if the config reads them
+        source_pose.to_be_visible() if need.pose else source_pose.to_be_hidden()
         page.get_by_label("Test source", exact=True).check()
         expect(page.locator("#source-preview img")).to_be_visible()  # the picked source brings its parsing map
         page.get_by_label("Keypoint file").check()

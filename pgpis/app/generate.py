@@ -41,15 +41,19 @@ def find_pose_estimator() -> Optional[PoseEstimator]:
 
 
 @dataclass(frozen=True)
-class SourceNeeds:
-    """What besides the photo the pipeline reads of the source (TruePose: parsing map, maybe keypoints)."""
+class Needs:
+    """What the pipeline reads besides a source photo and a target pose image (TruePose: the source's parsing
+    map and target keypoints; with ``source_pose: true`` also the source's keypoints): the fields the page shows."""
 
     parsing: bool
-    pose: bool
+    pose: bool  # the source's keypoints
+    target_keypoints: bool  # a rendered target-pose image is not enough
 
 
-def source_needs(pipe: Pipeline) -> SourceNeeds:
-    return SourceNeeds(parsing=bool(pipe.needs_parsing), pose=bool(getattr(pipe, "needs_source_pose", False)))
+def needs(pipe: Pipeline) -> Needs:
+    """Asked of the pipeline (`Pipeline.needs_*`, which asks the denoiser), never guessed from the model kind."""
+    return Needs(parsing=bool(pipe.needs_parsing), pose=bool(getattr(pipe, "needs_source_pose", False)),
+                 target_keypoints=bool(getattr(pipe, "needs_keypoints", pipe.needs_parsing)))
 
 
 @dataclass(frozen=True)
@@ -93,20 +97,20 @@ def _need(value: Any, what: str) -> Any:
 def resolve_source(pipe: Pipeline, catalog: Optional[TestCatalog], req: Request
                    ) -> tuple[Union[Image.Image, str], Any, Any]:
     """(photo, parsing map or None, source keypoints or None), only what the pipeline needs."""
-    needs = source_needs(pipe)
+    need = needs(pipe)
     if req.source_mode == SOURCE_PICK:
         if catalog is None:
             raise ValueError("no dataset to pick a test source from: start the app with --root DIR, or upload a photo")
         name = _need(req.source_name, "pick a test source from the list")
-        return (str(catalog.image_path(name)), str(catalog.parsing_path(name)) if needs.parsing else None,
-                catalog.keypoints(name) if needs.pose else None)
+        return (str(catalog.image_path(name)), str(catalog.parsing_path(name)) if need.parsing else None,
+                catalog.keypoints(name) if need.pose else None)
     if req.source_mode != SOURCE_UPLOAD:
         raise ValueError(f"unknown source choice {req.source_mode!r}; use {SOURCE_PICK!r} or {SOURCE_UPLOAD!r}")
     image = _need(req.source_image, "upload a source photo (or pick a test source)")
     parsing = _need(req.parsing_file, "this model reads the source's human-parsing map: upload it (a PNG of LIP class "
-                    "indices, as <root>/parsing/<name>.png)") if needs.parsing else None
+                    "indices, as <root>/parsing/<name>.png)") if need.parsing else None
     pose = None
-    if needs.pose:
+    if need.pose:
         path = _need(req.source_pose_file, "this model reads the source's pose: upload its keypoint file (.txt PCDMs, "
                      ".csv CFLD annotation, .json [[x, y], ...])")
         pose = load_target_pose(path).keypoints
@@ -176,6 +180,6 @@ def generate(pipe: Pipeline, catalog: Optional[TestCatalog], req: Request,
     return Result(pose=render_pose(pipe, pose), sample=for_display(sample), info=info)
 
 
-__all__ = ["Request", "Result", "SourceNeeds", "source_needs", "generate", "resolve_source", "resolve_pose",
+__all__ = ["Request", "Result", "Needs", "needs", "generate", "resolve_source", "resolve_pose",
            "render_pose", "default_guidance", "for_display", "find_pose_estimator", "PoseEstimator",
            "SOURCE_PICK", "SOURCE_UPLOAD", "POSE_PICK", "POSE_FILE", "POSE_PHOTO"]

@@ -39,7 +39,8 @@ def _header(pipe: Pipeline, checkpoint: str, catalog: Optional[TestCatalog]) -> 
 def build_app(pipe: Pipeline, catalog: Optional[TestCatalog] = None, *, checkpoint: str = "",
               estimator: Optional[gen.PoseEstimator] = None) -> gr.Blocks:
     """The demo page for one loaded pipeline; `catalog` offers test sources and poses, `estimator` poses from photos."""
-    needs = gen.source_needs(pipe)
+    needs = gen.needs(pipe)
+    pose_types = KEYPOINT_TYPES[:3] if needs.target_keypoints else KEYPOINT_TYPES
     guidance = gen.default_guidance(pipe)
     steps = pipe.sampler().num_inference_steps
     source_modes = ([gen.SOURCE_PICK] if catalog else []) + [gen.SOURCE_UPLOAD]
@@ -88,8 +89,9 @@ def build_app(pipe: Pipeline, catalog: Optional[TestCatalog] = None, *, checkpoi
                 pose_name = gr.Dropdown(catalog.poses if catalog else [], value=first_pose, label="Pose of test image",
                                         visible=pose_modes[0] == gen.POSE_PICK, elem_id="pose-pick")
                 with gr.Group(visible=pose_modes[0] == gen.POSE_FILE) as file_group:
-                    pose_file = gr.File(label="Keypoint file (.txt PCDMs, .csv CFLD, .json [[x, y], ...]) or pose image",
-                                        file_types=KEYPOINT_TYPES, elem_id="pose-file")
+                    pose_file = gr.File(label="Keypoint file (.txt PCDMs, .csv CFLD, .json [[x, y], ...])"
+                                        + ("" if needs.target_keypoints else " or pose image"),
+                                        file_types=pose_types, elem_id="pose-file")
                     pose_row = gr.Textbox(label="Row of a many-row CFLD .csv (image name)", elem_id="pose-row")
                 # the seam for a pose estimator: without one there is no widget, only an empty value
                 pose_photo = (gr.Image(label="Photo to take the pose from", type="pil", sources=["upload"],
