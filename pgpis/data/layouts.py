@@ -194,8 +194,10 @@ def _read_cfld(index: DeepFashionIndex, split: str, problems: list[Problem]) -> 
             index.image_paths[name] = img_dir / name
     if pairs_path.exists():
         pairs: list[tuple[str, str]] = []
+        n_before = len(problems)
         rows = _csv_rows(pairs_path, problems)
-        if not rows or [c.strip() for c in rows[0][:2]] != ["from", "to"]:
+        unreadable = len(problems) > n_before  # already reported with its line
+        if not unreadable and (not rows or [c.strip() for c in rows[0][:2]] != ["from", "to"]):
             problems.append(Problem(str(pairs_path), f"header is {rows[0] if rows else 'missing'}, expected 'from,to'", "use the original CFLD pairs CSV", line=1))
         for lineno, row in enumerate(rows[1:], start=2):
             if not row:

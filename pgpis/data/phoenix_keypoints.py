@@ -205,7 +205,9 @@ def extract_keypoints(obj: Any, source: str) -> dict[str, np.ndarray]:
     for name, value in items:
         arr = _entry_array(value)
         if arr is None or isinstance(arr, str):
-            problems.append(Problem(source, arr or "entry has no 'keypoints' array or 'keypoint' tensor",
+            held = next((f"'{k}' holds a {type(value[k]).__name__}, not an array or tensor" for k in ("keypoints", "keypoint")
+                         if isinstance(value, dict) and k in value), "entry has no 'keypoints' array or 'keypoint' tensor")
+            problems.append(Problem(source, arr or held,
                                     "store [T, 133, 3] (x, y, score) per video", item=name))
             continue
         found = check_keypoint_array(arr, source, name)
