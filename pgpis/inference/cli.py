@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 from pgpis.errors import DataFormatError, Problem
+from pgpis.inference.inputs import MissingInputError
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
           "float16": "float16", "fp16": "float16"}
@@ -59,9 +61,13 @@ def generate_main(argv: Sequence[str]) -> int:
     parser.add_argument("--source", help="source person image")
     parser.add_argument("--pose", help="target pose: keypoint file (.txt PCDMs, .csv CFLD annotation[#name], .json "
                                        "[[x, y], ...] in the 256x176 frame) or a rendered pose image")
-    parser.add_argument("--parsing", help="TruePose: the source's LIP parsing map (PNG of class indices)")
+    parser.add_argument("--parsing", help="the source's LIP parsing map (PNG of class indices), for models that read "
+                                          "it (TruePose)")
+    parser.add_argument("--source-pose", help="the source person's keypoints (same formats as --pose), for models that "
+                                              "read the source pose (TruePose with source_pose: true)")
     parser.add_argument("--pairs", help="'from,to' CSV of image names in --root (e.g. fasion-resize-pairs-test.csv)")
-    parser.add_argument("--root", help="DeepFashion root (either layout) holding the images, keypoints, parsing")
+    parser.add_argument("--root", help="DeepFashion root (either layout) holding the images, keypoints, parsing (the "
+                                       "source's parsing map and keypoints are read from it when the model needs them)")
     parser.add_argument("--out", required=True, help="output PNG (single) or folder (--pairs)")
     parser.add_argument("--guidance", type=float, nargs="+", default=None,
                         help="CFG scale, or FPDM's two cumulative weights 'W_S W_F' (default: the model's)")
@@ -80,19 +86,27 @@ def generate_main(argv: Sequence[str]) -> int:
         parser.error("--source and --pose go together")
     if args.pairs and not args.root:
         parser.error("--pairs needs --root (the dataset the names refer to)")
+    if args.pairs and (args.parsing or args.source_pose):
+        parser.error("--parsing / --source-pose are for one image; with --pairs they come from --root")
     from pgpis.inference.pipeline import load_pipeline
 
     pipe = load_pipeline(args.checkpoint, device=args.device, dtype=_dtype(args.dtype), fusion_model=args.fusion_model)
     guidance = None if args.guidance is None else (args.guidance[0] if len(args.guidance) == 1 else args.guidance)
     common = dict(guidance=guidance, steps=args.steps, scheduler=args.scheduler)
-    if single:
-        image = pipe.generate(args.source, args.pose, source_parsing=args.parsing, seed=args.seed, progress=True, **common)
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        image.save(out)
-        print(f"wrote {out}")
-        return 0
-    return _generate_pairs(pipe, Path(args.pairs), Path(args.root), Path(args.out), args.seed, args.batch_size, common)
+    try:
+        if single:
+            image = pipe.generate(args.source, args.pose, source_parsing=args.parsing, source_pose=args.source_pose,
+                                  seed=args.seed, progress=True, **common)
+            out = Path(args.out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            image.save(out)
+            print(f"wrote {out}")
+            return 0
+        return _generate_pairs(pipe, Path(args.pairs), Path(args.root), Path(args.out), args.seed, args.batch_size,
+                               common)
+    except MissingInputError as err:  # what the checkpoint needs and how to give it; no traceback
+        print(f"pgpis generate: {err}", file=sys.stderr)
+        return 2
 
 
 def _generate_pairs(pipe, pairs_file: Path, root: Path, out_dir: Path, seed: int, batch_size: int, common: dict) -> int:
@@ -100,7 +114,8 @@ def _generate_pairs(pipe, pairs_file: Path, root: Path, out_dir: Path, seed: int
 
     from pgpis.data.layouts import read_deepfashion_index, stem
 
-    index = read_deepfashion_index(root, parsing=pipe.needs_parsing)
+    needs = pipe.needs  # the source's parsing map and keypoints come from the dataset when the model reads them
+    index = read_deepfashion_index(root, parsing="source_parsing" in needs)
     pairs = _read_pairs(pairs_file)
     unknown = [Problem(str(pairs_file), f"image '{n}' is not in the dataset at {root}", "use names from the "
                        "dataset's annotation (or fix --root)", line=i + 2, item=n)
@@ -113,9 +128,10 @@ def _generate_pairs(pipe, pairs_file: Path, root: Path, out_dir: Path, seed: int
         chunk = pairs[start : start + batch_size]
         sources = [index.image_path(s) for s, _ in chunk]
         poses = [index.keypoints[t] for _, t in chunk]
-        parsing = [index.parsing_path(s) for s, _ in chunk] if pipe.needs_parsing else None
-        images = pipe.generate(sources, poses, source_parsing=parsing, seed=[seed + start + i for i in range(len(chunk))],
-                               **common)
+        parsing = [index.parsing_path(s) for s, _ in chunk] if "source_parsing" in needs else None
+        source_poses = [index.keypoints[s] for s, _ in chunk] if "source_pose" in needs else None
+        images = pipe.generate(sources, poses, source_parsing=parsing, source_pose=source_poses,
+                               seed=[seed + start + i for i in range(len(chunk))], **common)
         for (s, t), image in zip(chunk, images if isinstance(images, list) else [images]):
             image.save(out_dir / f"{stem(s)}_to_{stem(t)}.png")
         bar.update(len(chunk))

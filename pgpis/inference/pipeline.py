@@ -8,6 +8,12 @@ size they are used at, images PIL-bicubic resized) and calls the module's own
 ``generate`` — so inference is the code path the training callbacks sample
 with, including cached conditioning and batched guidance branches.
 
+Which inputs beyond the source image and the target pose a model needs (the
+source parsing map, the source pose, target keypoints) depends on its config;
+:attr:`Pipeline.needs` asks the denoiser (:mod:`pgpis.inference.inputs`), and a
+call that lacks one gets a :class:`~pgpis.inference.inputs.MissingInputError`
+naming the input, the config key that asks for it and how to give it.
+
 Sources (see :func:`load_pipeline`): a Lightning checkpoint written by
 ``pgpis fit`` (the model config and the DataModule's hyper-parameters travel in
 it; FPDM rebuilds its frozen IPF model from the export folder the config names),
@@ -30,6 +36,8 @@ from pgpis.data.deepfashion import resize_image, to_tensor
 from pgpis.diffusion.guidance import ClassifierFreeGuidance, CumulativeGuidance, GuidancePolicy, NoGuidance
 from pgpis.diffusion.sampler import Sampler
 from pgpis.errors import MissingWeightsError
+from pgpis.inference.inputs import (KEY_TO_INPUT, MissingInputError, RequiredInput, batch_keys_read, model_name,
+                                    required_inputs)
 from pgpis.inference.poses import PoseInput, TargetPose, load_target_pose
 
 Size = tuple[int, int]
@@ -98,6 +106,8 @@ class Pipeline:
         image_size: (h, w) of generated images (the training ``data.image_size``).
         encoder_inputs: encoder view sizes the denoiser reads (``<enc>_source``, ``<enc>_target_pose``).
         ema: whether the weights are EMA averages.
+        needs: the inputs :meth:`generate` must be given besides the source image and a target pose image
+            (``"source_parsing"``, ``"source_pose"``, ``"target_keypoints"``), asked of the denoiser.
     """
 
     def __init__(self, module: torch.nn.Module, image_size: Sequence[int],
@@ -110,6 +120,7 @@ class Pipeline:
         self.encoder_inputs: dict[str, Size] = {k: (int(v[0]), int(v[1])) for k, v in (encoder_inputs or {}).items()}
         self.ema = bool(ema)
         self.config = dict(config or {})  # the module's hyper-parameters (class paths) for export
+        self._keys_read: Optional[tuple[str, ...]] = None
         self.to(device, dtype)
 
     # ------------------------------------------------------------------ placement
@@ -140,12 +151,47 @@ class Pipeline:
 
     # ------------------------------------------------------------------ inputs
     @property
-    def needs_parsing(self) -> bool:
-        return self.kind == "truepose"
+    def keys_read(self) -> tuple[str, ...]:
+        """The batch keys the denoiser's ``encode_conditions`` reads (asked once, on a one-sample probe batch)."""
+        if self._keys_read is None:
+            size = self.image_size
+            probe_pose = TargetPose(keypoints=np.full((18, 2), -1.0, dtype=np.float32))  # every point missing
+            batch = self._build_batch([Image.new("RGB", (size[1], size[0]), (128, 128, 128))], [probe_pose],
+                                      [np.zeros(size, dtype=np.uint8)], [probe_pose])
+            with self._autocast():
+                self._keys_read = batch_keys_read(self.module.denoiser, batch)
+        return self._keys_read
 
-    def make_batch(self, sources: Sequence[ImageInput], poses: Sequence[TargetPose],
-                   parsings: Optional[Sequence[ParsingInput]] = None) -> dict[str, Any]:
-        """The DataModule's sample dictionary for (source, pose[, source parsing]) triples, on the device."""
+    @property
+    def required_inputs(self) -> tuple[RequiredInput, ...]:
+        """What :meth:`generate` must be given besides a source image and a target pose image, with the reason
+        (the config key that asks for it) and how to give it: for error messages and UIs."""
+        return required_inputs(self.module.denoiser, self.config, self.keys_read)
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """Names of the :attr:`required_inputs`: ``"source_parsing"``, ``"source_pose"``, ``"target_keypoints"``."""
+        return tuple(r.name for r in self.required_inputs)
+
+    @property
+    def needs_parsing(self) -> bool:
+        """Whether :meth:`generate` needs ``source_parsing`` (TruePose: HPFA's mask and CAA's regions)."""
+        return "source_parsing" in self.needs
+
+    @property
+    def needs_source_pose(self) -> bool:
+        """Whether :meth:`generate` needs ``source_pose`` (e.g. TruePose with ``source_pose: true``)."""
+        return "source_pose" in self.needs
+
+    @property
+    def needs_keypoints(self) -> bool:
+        """Whether target poses must be keypoints (TruePose's parsing selection), not rendered pose images."""
+        return "target_keypoints" in self.needs
+
+    def _build_batch(self, sources: Sequence[ImageInput], poses: Sequence[TargetPose],
+                     parsings: Optional[Sequence[ParsingInput]] = None,
+                     source_poses: Optional[Sequence[TargetPose]] = None) -> dict[str, Any]:
+        """Every batch entry the given inputs make, named and rendered as the DeepFashion DataModule does."""
         size = self.image_size
         images = [_open_image(s, "source image") for s in sources]
         batch: dict[str, Any] = {
@@ -159,16 +205,30 @@ class Pipeline:
         for enc, enc_size in self.encoder_inputs.items():
             batch[f"{enc}_source"] = torch.stack([to_tensor(resize_image(im, enc_size)) for im in images])
             batch[f"{enc}_target_pose"] = torch.stack([to_tensor(p.render(enc_size)) for p in poses])
-        if self.needs_parsing:
-            if parsings is None:
-                raise ValueError("TruePose needs the source's human-parsing map (LIP class indices [H, W]): pass "
-                                 "source_parsing= (an array, a parsing PNG such as <root>/parsing/<stem>.png, or a list)")
-            if "target_keypoints" not in batch:
-                raise ValueError("TruePose selects the source's parsing regions from the target keypoints, so a rendered "
-                                 "pose image is not enough: give the target pose as OpenPose-18 keypoints or a keypoint file")
+        if parsings is not None:
             batch["source_parsing"] = torch.stack(
                 [torch.from_numpy(prs.resize_parsing(_read_parsing(p), size).astype(np.int64)) for p in parsings])
+        if source_poses is not None:  # the DataModule's source_pose: rendered at the image size from the keypoints
+            batch["source_pose"] = torch.stack([to_tensor(p.render(size)) for p in source_poses])
+            if all(p.keypoints is not None for p in source_poses):
+                batch["source_keypoints"] = torch.stack([torch.from_numpy(p.keypoints_at(size)) for p in source_poses])
+        for key, value in batch.items():
+            if isinstance(value, Tensor) and value.shape[0] != len(images):
+                raise ValueError(f"make_batch: {value.shape[0]} entries for '{key}' but {len(images)} source images; "
+                                 "give one per source")
         return {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+    def make_batch(self, sources: Sequence[ImageInput], poses: Sequence[TargetPose],
+                   parsings: Optional[Sequence[ParsingInput]] = None,
+                   source_poses: Optional[Sequence[TargetPose]] = None) -> dict[str, Any]:
+        """The DataModule's sample dictionary for (source, target pose[, source parsing][, source pose]), on the
+        device; raises :class:`~pgpis.inference.inputs.MissingInputError` when an input the model reads is absent."""
+        batch = self._build_batch(sources, poses, parsings, source_poses)
+        missing = [k for k in self.keys_read if k in KEY_TO_INPUT and k not in batch]
+        if missing:
+            raise MissingInputError(required_inputs(self.module.denoiser, self.config, missing),
+                                    model_name(self.kind, self.config))
+        return batch
 
     def guidance_policy(self, guidance: GuidanceInput) -> GuidancePolicy:
         """A policy from a number (CFG scale; FPDM: both cumulative weights), a pair (FPDM's w_s, w_f) or a policy."""
@@ -200,6 +260,7 @@ class Pipeline:
         target_pose: Union[PoseInput, Sequence[PoseInput]],
         *,
         source_parsing: Union[ParsingInput, Sequence[ParsingInput], None] = None,
+        source_pose: Union[PoseInput, Sequence[PoseInput], None] = None,
         guidance: GuidanceInput = None,
         steps: Optional[int] = None,
         seed: Union[int, Sequence[int]] = 0,
@@ -217,7 +278,9 @@ class Pipeline:
             target_pose: OpenPose-18 keypoints ``[18, 2]`` (x, y) in `pose_frame` (default the CFLD 256x176
                 frame), a keypoint file (PCDMs ``.txt``, CFLD annotation ``.csv[#name]``, ``.json``), a rendered
                 pose image, or a list of these. One source with many poses (or the reverse) broadcasts.
-            source_parsing: TruePose only: LIP class map(s) of the source.
+            source_parsing: LIP class map(s) of the source, when the model reads them (:attr:`needs`; TruePose).
+            source_pose: the source person's pose(s), in the forms `target_pose` takes, when the model reads it
+                (:attr:`needs`; TruePose with ``source_pose: true``); rendered as the DataModule renders it.
             guidance: number (CFG scale; FPDM: w_s = w_f), pair (FPDM's w_s, w_f) or a GuidancePolicy;
                 default: the model's (FPDM: cumulative 2.0/2.0, TruePose: CFG 3.5).
             steps, scheduler, eta: sampling (default: the model's sampler; scheduler is a diffusers class name).
@@ -241,6 +304,12 @@ class Pipeline:
             if len(parsings) not in (1, n):
                 raise ValueError(f"generate: {len(parsings)} parsing maps for {n} samples")
             parsings = parsings * (n // len(parsings))
+        source_poses = None
+        if source_pose is not None:
+            given = _as_list(source_pose, _is_single_pose)
+            if len(given) not in (1, n):
+                raise ValueError(f"generate: {len(given)} source poses for {n} samples")
+            source_poses = [load_target_pose(p, pose_frame, what="source pose") for p in given] * (n // len(given))
         seeds = [int(seed) + i for i in range(n)] if isinstance(seed, int) else [int(s) for s in seed]
         if len(seeds) != n:
             raise ValueError(f"generate: {len(seeds)} seeds for {n} samples")
@@ -248,14 +317,15 @@ class Pipeline:
         policy, sampler = self.guidance_policy(guidance), self.sampler(steps, scheduler, eta)
         chunk = batch_size or n
         bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=sampler.num_inference_steps * -(-n // chunk), desc="denoising", unit="step")
         out: list[Image.Image] = []
         for start in range(0, n, chunk):
             sl = slice(start, start + chunk)
-            batch = self.make_batch(sources[sl], targets[sl], parsings[sl] if parsings is not None else None)
+            batch = self.make_batch(sources[sl], targets[sl], parsings[sl] if parsings is not None else None,
+                                    source_poses[sl] if source_poses is not None else None)
+            if progress and bar is None:  # after the first batch: a missing input fails before the bar shows
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=sampler.num_inference_steps * -(-n // chunk), desc="denoising", unit="step")
             hook = _progress_hook(bar, step_hook)
             with self._autocast():
                 images = self.module.generate(batch, guidance=policy, sampler=sampler, seeds=seeds[sl], step_hook=hook)

@@ -1,4 +1,5 @@
-"""Target poses for inference: keypoints (array, CFLD or PCDMs file) or an already rendered pose image.
+"""Poses for inference (target poses, and source poses where a model reads them): keypoints (array, CFLD or
+PCDMs file) or an already rendered pose image.
 
 A training batch renders every pose at the size it is used at (the image size
 and each encoder input size), from keypoints in the CFLD 256x176 frame. The API
@@ -83,8 +84,10 @@ def read_cfld_annotation(path: Path, name: str | None = None) -> np.ndarray:
     return kpt.parse_cfld_keypoints(ys, xs, file=str(path), line=lineno, item=item)
 
 
-def load_target_pose(pose: PoseInput, frame: Size = kpt.CFLD_FRAME) -> TargetPose:
+def load_target_pose(pose: PoseInput, frame: Size = kpt.CFLD_FRAME, *, what: str = "target pose") -> TargetPose:
     """Interpret `pose`, whatever form it comes in (see :meth:`pgpis.inference.Pipeline.generate`).
+
+    `what` names the pose in errors ("target pose", "source pose").
 
     * array / nested list ``[18, 2]``: (x, y) pixels in `frame` (h, w; default the CFLD 256x176 frame);
     * ``.txt``: a PCDMs pose file (256x256 frame, 40 px padding on each side);
@@ -101,7 +104,7 @@ def load_target_pose(pose: PoseInput, frame: Size = kpt.CFLD_FRAME) -> TargetPos
             text, row = text.split("#", 1)
         path = Path(text)
         if not path.is_file():
-            raise FileNotFoundError(f"target pose file '{path}' does not exist; give an OpenPose-18 keypoint file "
+            raise FileNotFoundError(f"{what} file '{path}' does not exist; give an OpenPose-18 keypoint file "
                                     "(.txt PCDMs, .csv CFLD annotation, .json [[x, y], ...]) or a rendered pose image")
         suffix = path.suffix.lower()
         if suffix == ".txt":
@@ -120,7 +123,7 @@ def load_target_pose(pose: PoseInput, frame: Size = kpt.CFLD_FRAME) -> TargetPos
                 return TargetPose(image=im.convert("RGB"))
         raise DataFormatError(Problem(str(path), f"unknown pose file type '{suffix}'",
                                       "use .txt (PCDMs), .csv (CFLD annotation), .json, or a pose image (.png/.jpg)"))
-    kp = _check_array(np.asarray(pose, dtype=np.float32), "target_pose argument")
+    kp = _check_array(np.asarray(pose, dtype=np.float32), f"{what.replace(' ', '_')} argument")
     if tuple(frame) != kpt.CFLD_FRAME:
         kp = kpt.rescale_keypoints(kp, tuple(frame), kpt.CFLD_FRAME)
     return TargetPose(keypoints=kp)
