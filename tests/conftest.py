@@ -46,8 +46,9 @@ def synthetic_phoenix_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_ldm_checkpoints(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path) -> dict:
-    """Tiny FPDM and TruePose checkpoints from `pgpis fit` (2 steps) on `synthetic_root`: {"fpdm", "truepose",
-    "fusion_model"} paths (inference API and notebook tests)."""
-    from inference_fixtures import train_tiny_checkpoints
+    """FPDM and TruePose checkpoints from `pgpis fit` of the shipped tiny configs (experiments/tiny/{ipf,fpdm,
+    truepose}.yaml, 2 steps) on `synthetic_root`: {"fpdm", "truepose", "fusion_model", "ipf"} paths (inference API,
+    notebook and app tests), so a config change that breaks inference fails them."""
+    from inference_fixtures import train_shipped_checkpoints
 
-    return train_tiny_checkpoints(tmp_path_factory.mktemp("tiny_ldm"), synthetic_root)
+    return train_shipped_checkpoints(tmp_path_factory.mktemp("tiny_ldm"), synthetic_root)

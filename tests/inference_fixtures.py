@@ -1,7 +1,12 @@
-"""Tiny FPDM and TruePose checkpoints trained by `pgpis fit` for two steps (inference API and notebook tests).
+"""FPDM and TruePose checkpoints trained by `pgpis fit` for two steps (inference API and notebook tests).
 
 Training goes through the public entry point, so the checkpoints carry what real
 ones carry: the LightningCLI model config and the DataModule's settings.
+:func:`train_shipped_checkpoints` trains the shipped tiny configs themselves
+(``experiments/tiny/{ipf,fpdm,truepose}.yaml``, model sections untouched), so a
+config change that breaks inference fails the inference, notebook and app tests.
+The hand-made helpers (:func:`_module`, :func:`_trainer`, :func:`write_fusion_export`)
+build other stages' fixtures (e.g. tests/test_animate.py's Phoenix FPDM).
 """
 from __future__ import annotations
 
@@ -9,13 +14,7 @@ from pathlib import Path
 
 import yaml
 
-IMAGE_SIZE = [32, 24]  # (h, w): 16x12 PixelUnshuffle(2) latents for the tiny UNet
-
-
-def _data(root: Path, **extra) -> dict:
-    return {"class_path": "pgpis.data.deepfashion.DeepFashionDataModule",
-            "init_args": {"root": str(root), "image_size": IMAGE_SIZE, "batch_size": 4, "num_workers": 0,
-                          "persistent_workers": False, "val_identities": 2, **extra}}
+TINY_CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "tiny"
 
 
 def _trainer(out: Path, ema: bool = False) -> dict:
@@ -58,19 +57,49 @@ def write_fusion_export(out: Path) -> Path:
     return FusionModel(encoder, Combiner(encoder.embed_dim)).save(out)
 
 
-def train_tiny_checkpoints(base: Path, data_root: Path) -> dict[str, Path]:
-    """{"fpdm": ckpt, "truepose": ckpt, "fusion_model": IPF export folder}."""
-    fusion = write_fusion_export(base / "ipf" / "fusion_model")
-    fpdm = {"seed_everything": 0,
-            "model": _module("pgpis.stages.fusion_ldm.FusionLDM", "pgpis.models.fpdm.FPDMDenoiser",
-                             {"source_encoder": {"preset": "tiny", "size": [32, 32]}, "fusion": "ipf",
-                              "fusion_model": str(fusion)}),
-            "data": _data(data_root, encoder_inputs={"dino": [32, 32], "clip": [64, 64]}),
-            "trainer": _trainer(base / "ldm")}
-    truepose = {"seed_everything": 0,
-                "model": _module("pgpis.stages.parsing_siamese_ldm.ParsingSiameseLDM",
-                                 "pgpis.models.truepose.SiameseDenoiser", {}),
-                "data": _data(data_root, parsing=True),
-                "trainer": _trainer(base / "truepose", ema=True)}  # EMA on: the export must carry the averages
-    return {"fpdm": _fit(fpdm, base / "fpdm.yaml"), "truepose": _fit(truepose, base / "truepose.yaml"),
-            "fusion_model": fusion}
+def _shipped_overlay(out: Path, data_root: Path, model: dict, ema: bool) -> dict:
+    """What a two-step test run changes in a shipped config: data root and batch, step budget, where files go.
+
+    The model section stays the shipped one except for the paths it writes or reads (`model`). The callbacks are
+    replaced: the shipped ones sample and score the whole test split into outputs/. With `ema` the shipped EMA
+    callback stays, so the checkpoint carries averaged weights as the shipped runs do (the export tests need one
+    such checkpoint and one without).
+    """
+    ema_callback = [{"class_path": "pgpis.callbacks.ema.EMAWeightAveraging", "init_args": {"decay": 0.5}}]
+    return {"model": {"init_args": model},
+            "data": {"init_args": {"root": str(data_root), "batch_size": 4, "eval_batch_size": 4, "num_workers": 0,
+                                   "persistent_workers": False, "val_identities": 2, "max_eval_pairs": 4}},
+            "trainer": {"max_steps": 2, "max_epochs": 1, "logger": False, "enable_progress_bar": False,
+                        "enable_model_summary": False, "limit_val_batches": 0, "limit_test_batches": 0,
+                        "default_root_dir": str(out),
+                        "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                                       "init_args": {"dirpath": str(out / "checkpoints"), "save_last": True,
+                                                     "save_top_k": 0}},
+                                      *(ema_callback if ema else [])]}}
+
+
+def _fit_shipped(name: str, base: Path, data_root: Path, model: dict | None = None, ema: bool = True) -> Path:
+    """`pgpis fit --config experiments/tiny/<name>.yaml --config <overlay>` for two steps; the last.ckpt."""
+    from pgpis.cli import main
+
+    out = base / name
+    base.mkdir(parents=True, exist_ok=True)
+    overlay = base / f"{name}_overlay.yaml"
+    overlay.write_text(yaml.safe_dump(_shipped_overlay(out, data_root, dict(model or {}), ema)))
+    assert main(["fit", "--config", str(TINY_CONFIGS / f"{name}.yaml"), "--config", str(overlay)]) == 0
+    ckpt = out / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file(), f"pgpis fit --config experiments/tiny/{name}.yaml wrote no {ckpt}"
+    return ckpt
+
+
+def train_shipped_checkpoints(base: Path, data_root: Path) -> dict[str, Path]:
+    """{"fpdm", "truepose", "fusion_model", "ipf"}: the shipped tiny configs, two steps each (EMA on TruePose only).
+
+    FPDM stage 2 conditions on the IPF export that stage 1's fit writes (``export_dir``), as `make demo` does.
+    """
+    fusion = base / "ipf" / "fusion_model"
+    ipf = _fit_shipped("ipf", base, data_root, {"export_dir": str(fusion), "metrics_path": None}, ema=False)
+    assert (fusion / "config.json").is_file(), f"pgpis fit of experiments/tiny/ipf.yaml exported nothing to {fusion}"
+    fpdm = _fit_shipped("fpdm", base, data_root, {"denoiser": {"init_args": {"fusion_model": str(fusion)}}}, ema=False)
+    truepose = _fit_shipped("truepose", base, data_root, ema=True)
+    return {"fpdm": fpdm, "truepose": truepose, "fusion_model": fusion, "ipf": ipf}

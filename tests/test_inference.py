@@ -1,4 +1,8 @@
-"""Inference API: checkpoint -> export -> load round trip, pose inputs, batching, dtype, CLI, and the errors."""
+"""Inference API: checkpoint -> export -> load round trip, pose inputs, batching, dtype, CLI, and the errors.
+
+The checkpoints are the shipped tiny configs trained for two steps (`tiny_ldm_checkpoints`), so the inputs
+inference builds are the ones those configs ask for (TruePose: source parsing and source pose).
+"""
 from __future__ import annotations
 
 import json
@@ -115,10 +119,13 @@ def test_truepose_round_trip_and_needs(tiny_ldm_checkpoints, tmp_path, index, pa
     src, tgt = pair
     ckpt = load_pipeline(tiny_ldm_checkpoints["truepose"], device="cpu")
     assert ckpt.kind == "truepose" and ckpt.needs_parsing
+    assert ckpt.needs == ("source_parsing", "source_pose", "target_keypoints")  # experiments/tiny/truepose.yaml
     exported = load_pipeline(export(tiny_ldm_checkpoints["truepose"], tmp_path / "tp"), device="cpu")
+    assert exported.needs == ckpt.needs
     args = (index.image_path(src), index.keypoints[tgt])
-    a = ckpt.generate(*args, source_parsing=index.parsing_path(src), seed=2, steps=STEPS)
-    b = exported.generate(*args, source_parsing=index.parsing_path(src), seed=2, steps=STEPS)
+    given = dict(source_parsing=index.parsing_path(src), source_pose=index.keypoints[src])
+    a = ckpt.generate(*args, **given, seed=2, steps=STEPS)
+    b = exported.generate(*args, **given, seed=2, steps=STEPS)
     np.testing.assert_array_equal(_arr(a), _arr(b))
     assert ckpt.ema and json.loads((tmp_path / "tp" / "pipeline.json").read_text())["ema"] is True
     # EMA: state_dict holds the averages, current_model_state the live weights; make them differ, export, compare
@@ -214,3 +221,94 @@ def test_relative_fusion_model_path_resolves_beside_the_checkpoint(tmp_path, mon
     monkeypatch.chdir(tmp_path / "notebooks")
     pipe = load_pipeline(run / "last.ckpt", device="cpu")
     assert pipe.kind == "fpdm"
+
+
+def test_inputs_match_what_the_datamodule_builds(tiny_ldm_checkpoints, synthetic_root, index, pair):
+    """make_batch renders source pose, target pose, parsing and keypoints exactly as the DeepFashion dataset does."""
+    from pgpis.data.deepfashion import DeepFashionDataset
+
+    src, tgt = pair
+    pipe = load_pipeline(tiny_ldm_checkpoints["truepose"], device="cpu")
+    sample = DeepFashionDataset(index, [pair], image_size=pipe.image_size, parsing=True)[0]
+    batch = pipe.make_batch([index.image_path(src)], [load_target_pose(index.keypoints[tgt])],
+                            [index.parsing_path(src)], [load_target_pose(index.keypoints[src])])
+    for key in pipe.keys_read:
+        torch.testing.assert_close(batch[key][0], sample[key], rtol=0, atol=0, msg=key)
+    assert {"source_pose", "source_parsing", "target_keypoints"} <= set(pipe.keys_read)
+
+
+def test_needs_are_asked_of_the_denoiser_not_hard_coded(tiny_ldm_checkpoints, index, pair):
+    """A TruePose with source_pose off (the paper preset's choice) needs no source pose; FPDM needs neither input;
+    a key the pipeline cannot build is named."""
+    from pgpis.inference.checkpoint import instantiate
+    from pgpis.inference.pipeline import Pipeline
+
+    def truepose(**denoiser_args) -> Pipeline:
+        torch.manual_seed(0)
+        config = {"_class_path": "pgpis.stages.parsing_siamese_ldm.ParsingSiameseLDM",
+                  "denoiser": {"class_path": "pgpis.models.truepose.SiameseDenoiser", "init_args": {
+                      "unet": {"preset": "tiny", "in_channels": 12, "out_channels": 12}, "downsample_factor": 2,
+                      **denoiser_args}},
+                  "first_stage": {"class_path": "pgpis.diffusion.PixelUnshuffleFirstStage", "init_args": {"factor": 2}}}
+        return Pipeline(instantiate(config), (32, 24), config=config, device="cpu")
+
+    src, tgt = pair
+    plain = truepose()
+    assert plain.needs == ("source_parsing", "target_keypoints") and not plain.needs_source_pose
+    image = plain.generate(index.image_path(src), index.keypoints[tgt], source_parsing=index.parsing_path(src),
+                           steps=STEPS)
+    assert image.size == (24, 32)
+    assert load_pipeline(tiny_ldm_checkpoints["fpdm"], device="cpu").needs == ()
+    renamed = truepose(source_pose=True, source_pose_key="pose_of_the_source")
+    with pytest.raises(ValueError, match="pose_of_the_source"):
+        renamed.generate(index.image_path(src), index.keypoints[tgt], source_parsing=index.parsing_path(src),
+                         source_pose=index.keypoints[src], steps=STEPS)
+
+
+def test_missing_source_pose_names_it_the_config_key_and_the_fix(tiny_ldm_checkpoints, index, pair, tmp_path, capsys):
+    from pgpis.inference.inputs import MissingInputError
+
+    src, tgt = pair
+    pipe = load_pipeline(tiny_ldm_checkpoints["truepose"], device="cpu")
+    with pytest.raises(MissingInputError) as err:
+        pipe.generate(index.image_path(src), index.keypoints[tgt], source_parsing=index.parsing_path(src), steps=STEPS)
+    assert [m.name for m in err.value.missing] == ["source_pose"]
+    message = str(err.value)
+    for part in ("source_pose", "model.init_args.denoiser.init_args.source_pose: true", "source_pose=", "--source-pose"):
+        assert part in message, part
+    assert [r.name for r in pipe.required_inputs] == list(pipe.needs)  # what an app shows input fields for
+    kpt.write_pcdms_keypoints(tmp_path / "target.txt", kpt.cfld_to_pcdms_frame(index.keypoints[tgt]))
+    assert generate_main(["--checkpoint", str(tiny_ldm_checkpoints["truepose"]), "--source", str(index.image_path(src)),
+                          "--pose", str(tmp_path / "target.txt"), "--parsing", str(index.parsing_path(src)),
+                          "--out", str(tmp_path / "x.png"), "--steps", str(STEPS)]) == 2
+    stderr = capsys.readouterr().err
+    assert "source_pose" in stderr and "--source-pose" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_shipped_truepose_generate_single_pairs_and_export(tiny_ldm_checkpoints, synthetic_root, tmp_path, index,
+                                                           pair):
+    """`pgpis generate` (one image and --pairs) and `pgpis export` + load_pipeline on experiments/tiny/truepose.yaml."""
+    from pgpis.cli import main
+
+    src, tgt = pair
+    ckpt = str(tiny_ldm_checkpoints["truepose"])
+    (tmp_path / "target.json").write_text(json.dumps(index.keypoints[tgt].tolist()))
+    (tmp_path / "source.json").write_text(json.dumps(index.keypoints[src].tolist()))
+    one = ["--source", str(index.image_path(src)), "--pose", str(tmp_path / "target.json"),
+           "--parsing", str(index.parsing_path(src)), "--source-pose", str(tmp_path / "source.json"),
+           "--steps", str(STEPS), "--seed", "4"]
+    assert main(["generate", "--checkpoint", ckpt, *one, "--out", str(tmp_path / "one.png")]) == 0
+    assert main(["export", ckpt, str(tmp_path / "export")]) == 0
+    exported = load_pipeline(tmp_path / "export", device="cpu")
+    assert exported.kind == "truepose" and exported.needs_source_pose
+    assert main(["generate", "--checkpoint", str(tmp_path / "export"), *one, "--out", str(tmp_path / "two.png")]) == 0
+    np.testing.assert_array_equal(_arr(Image.open(tmp_path / "one.png")), _arr(Image.open(tmp_path / "two.png")))
+    api = exported.generate(index.image_path(src), index.keypoints[tgt], source_parsing=index.parsing_path(src),
+                            source_pose=index.keypoints[src], steps=STEPS, seed=4)
+    np.testing.assert_array_equal(_arr(api), _arr(Image.open(tmp_path / "one.png")))  # same inputs from files
+    pairs = index.pairs["test"][:2]
+    (tmp_path / "pairs.csv").write_text("from,to\n" + "".join(f"{s},{t}\n" for s, t in pairs))
+    assert main(["generate", "--checkpoint", str(tmp_path / "export"), "--pairs", str(tmp_path / "pairs.csv"),
+                 "--root", str(synthetic_root), "--out", str(tmp_path / "many"), "--steps", str(STEPS)]) == 0
+    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == sorted(f"{stem(s)}_to_{stem(t)}.png" for s, t in pairs)
