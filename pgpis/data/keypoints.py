@@ -10,6 +10,10 @@ Two skeletons are defined: OpenPose-18 (DeepFashion, DESIGN.md 3.1) and
 COCO-WholeBody-133 (Phoenix14T, DESIGN.md 3.3). The file formats are the CFLD
 annotation columns (JSON lists in a 256x176 (h x w) frame) and the PCDMs
 per-image txt files (18 rows ``x y`` in a 256x256 frame, DESIGN.md 3.2).
+
+Every keypoint pgpis reads goes through :func:`validate_keypoints` (NaN/inf, points outside the frame
+beyond :data:`KEYPOINT_TOLERANCE_PX`, negatives other than the missing marker), so a bad value is a
+named error at ``pgpis data check`` / DataModule set-up rather than a silently dropped joint.
 """
 from __future__ import annotations
 
@@ -355,6 +359,17 @@ outside the image (legs below Phoenix's frame), and pgpis treats those as missin
 """
 
 
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _finite32(v: np.ndarray) -> np.ndarray:
+    """True where a value is finite and representable as float32 (float64 1e300 would become inf)."""
+    if v.dtype.kind != "f":
+        return np.ones(v.shape, dtype=bool)  # integers: int64's range fits in float32's
+    ok = np.isfinite(v)
+    return ok if v.dtype.itemsize <= 4 else ok & (np.abs(v) <= _F32_MAX)
+
+
 def _point_label(index: tuple[int, ...], spec: KeypointSpec | None, point_lines: Sequence[int] | None) -> str:
     *frames, k = index
     where = [f"frame {frames[-1] + 1}"] if frames else []
@@ -414,30 +429,26 @@ def validate_keypoints(
         return [Problem(file, f"keypoints have dtype {arr.dtype}, expected real numbers", fix, line, item)]
     if arr.ndim < 2 or arr.shape[-1] < 2:
         return [Problem(file, f"keypoints have shape {list(arr.shape)}, expected [..., K, 2+] (x, y, ...)", fix, line, item)]
-    xy = arr[..., :2].astype(np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):
-        finite = np.isfinite(xy) & np.isfinite(xy.astype(np.float32))
-    checked = np.ones(xy.shape, dtype=bool)
-    score_bad = np.zeros(xy.shape[:-1], dtype=bool)
+    lo = np.array([x_offset, 0.0]) - (0.0 if missing is not None else tolerance)
+    hi = np.array([x_offset + w - 1, h - 1]) + tolerance
     sc = None
     if scores is not None:
         sc = np.asarray(scores)
-        if sc.shape != xy.shape[:-1] or sc.dtype.kind not in "iuf":
-            return [Problem(file, f"scores have shape {list(sc.shape)} / dtype {sc.dtype}, expected real {list(xy.shape[:-1])}",
+        if sc.shape != arr.shape[:-1] or sc.dtype.kind not in "iuf":
+            return [Problem(file, f"scores have shape {list(sc.shape)} / dtype {sc.dtype}, expected real {list(arr.shape[:-1])}",
                             fix, line, item)]
-        sc = sc.astype(np.float64)
-        with np.errstate(over="ignore", invalid="ignore"):
-            score_bad = ~(np.isfinite(sc) & np.isfinite(sc.astype(np.float32)))
-        checked &= (sc >= score_threshold)[..., None]
-    is_missing = (xy == missing) if missing is not None else np.zeros(xy.shape, dtype=bool)
-    lo = np.array([x_offset, 0.0]) - (0.0 if missing is not None else tolerance)
-    hi = np.array([x_offset + w - 1, h - 1]) + tolerance
-    with np.errstate(invalid="ignore"):
-        outside = finite & checked & ~is_missing & ((xy < lo) | (xy > hi))
-    bad_coord = ~finite | outside
-    bad_point = bad_coord.any(axis=-1) | score_bad
+    with np.errstate(all="ignore"):  # comparisons in the array's own dtype: no float64 copy of a whole video
+        finite = np.stack([_finite32(arr[..., 0]), _finite32(arr[..., 1])], axis=-1)
+        checked = (sc >= score_threshold)[..., None] if sc is not None else True
+        outside = np.stack([(arr[..., a] < lo[a]) | (arr[..., a] > hi[a]) for a in (0, 1)], axis=-1)
+        if missing is not None:
+            outside &= arr[..., :2] != missing
+        bad_coord = ~finite | (outside & checked)
+        score_bad = ~_finite32(sc) if sc is not None else np.zeros(arr.shape[:-1], dtype=bool)
+        bad_point = bad_coord.any(axis=-1) | score_bad
     if not bad_point.any():
         return []
+    xy = arr[..., :2].astype(np.float64)
     found = np.argwhere(bad_point)
     details = []
     for idx in found[:show]:
