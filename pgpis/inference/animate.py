@@ -28,6 +28,7 @@ from PIL import Image
 from pgpis.data import keypoints as kpt
 from pgpis.data.phoenix_layout import FRAME_SIZE
 from pgpis.errors import DataFormatError, Problem
+from pgpis.safe_load import TRUST_HELP
 
 Size = tuple[int, int]  # (h, w)
 VIDEO_SUFFIXES = (".gif", ".mp4")
@@ -213,7 +214,8 @@ def _even(img: Image.Image) -> Image.Image:
 
 
 # --------------------------------------------------------------------------- loading and CLI
-def load_for_animation(path: Union[str, os.PathLike], *, device=None, dtype=None, fusion_model=None):
+def load_for_animation(path: Union[str, os.PathLike], *, device=None, dtype=None, fusion_model=None,
+                       trust_checkpoint: bool = False):
     """(Pipeline, the DataModule's settings) -- the settings say how poses were rendered in training."""
     from pgpis.inference.pipeline import Pipeline, load_pipeline
 
@@ -221,7 +223,8 @@ def load_for_animation(path: Union[str, os.PathLike], *, device=None, dtype=None
     if path.is_file():
         from pgpis.inference.checkpoint import module_from_checkpoint
 
-        module, config, data, ema = module_from_checkpoint(path, fusion_model=fusion_model)
+        module, config, data, ema = module_from_checkpoint(path, fusion_model=fusion_model,
+                                                           trust_checkpoint=trust_checkpoint)
         if data.get("image_size") is None:
             raise DataFormatError(Problem(str(path), "the checkpoint has no DataModule settings (data.image_size)",
                                           "use a checkpoint written by `pgpis fit` with a DataModule"))
@@ -261,6 +264,7 @@ def build_parser():
                    help="draw the 68 face points (default: as in training)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--fusion-model", default=None, help="FPDM checkpoints: the IPF export folder if it moved")
+    p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     return p
 
 
@@ -278,7 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         seq = read_pose_sequence(args.poses, args.video)
-        pipe, data = load_for_animation(args.checkpoint, device=args.device, fusion_model=args.fusion_model)
+        pipe, data = load_for_animation(args.checkpoint, device=args.device, fusion_model=args.fusion_model,
+                                        trust_checkpoint=args.trust_checkpoint)
     except DataFormatError as err:
         print(f"pgpis animate: {err}", file=sys.stderr)
         return 2

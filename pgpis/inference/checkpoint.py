@@ -2,7 +2,8 @@
 
 LightningCLI stores the model's full config (class paths and init args of every
 injected sub-module) in the checkpoint's ``hyper_parameters`` and the
-DataModule's settings in ``datamodule_hyper_parameters``. That is all an
+DataModule's settings in ``datamodule_hyper_parameters``, as plain data, so the
+file is read weights-only (:mod:`pgpis.safe_load`). That is all an
 inference pipeline needs: the architecture comes from the config, the weights
 from ``state_dict`` (the averaged ones when the ``EMAWeightAveraging`` callback
 was on: Lightning swaps them in and keeps the live ones in ``current_model_state``).
@@ -17,6 +18,7 @@ from typing import Any, Optional, Union
 import torch
 
 from pgpis.errors import DataFormatError, MissingWeightsError, Problem
+from pgpis.safe_load import load_checkpoint
 
 SUPPORTED = ("pgpis.stages.fusion_ldm.FusionLDM", "pgpis.stages.parsing_siamese_ldm.ParsingSiameseLDM")
 
@@ -41,15 +43,15 @@ def _fusion_path(config: dict[str, Any]) -> Optional[str]:
     return None
 
 
-def module_from_checkpoint(path: Union[str, Path], fusion_model: Union[str, Path, None] = None
+def module_from_checkpoint(path: Union[str, Path], fusion_model: Union[str, Path, None] = None, *,
+                           trust_checkpoint: bool = False
                            ) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any], bool]:
-    """(module in eval mode, its config, the DataModule's hyper-parameters, EMA on) from a checkpoint file."""
+    """(module in eval mode, its config, the DataModule's hyper-parameters, EMA on) from a checkpoint file.
+
+    The file is read weights-only (:func:`pgpis.safe_load.load_checkpoint`): a checkpoint naming anything beyond
+    plain data is refused unread unless `trust_checkpoint` (one's own files only)."""
     path = Path(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # a truncated download or a non-checkpoint file: say which file
-        raise DataFormatError(Problem(str(path), f"not a readable PyTorch checkpoint ({type(err).__name__}: {err})",
-                                      "point at the .ckpt written by `pgpis fit` (checkpoints/last.ckpt)")) from err
+    ckpt = load_checkpoint(path, trust=trust_checkpoint)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise DataFormatError(Problem(str(path), "no 'state_dict' in the file: not a Lightning checkpoint",
                                       "point at the .ckpt written by `pgpis fit`, or at a `pgpis export` folder"))

@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 
 from pgpis.errors import DataFormatError, Problem
 from pgpis.inference.inputs import MissingInputError
+from pgpis.safe_load import TRUST_HELP
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
           "float16": "float16", "fp16": "float16"}
@@ -26,10 +27,11 @@ def export_main(argv: Sequence[str]) -> int:
     parser.add_argument("checkpoint", help="Lightning checkpoint (.ckpt) of FusionLDM or ParsingSiameseLDM")
     parser.add_argument("out_dir", help="folder to write (created)")
     parser.add_argument("--fusion-model", default=None, help="FPDM: the IPF export folder, if it moved since training")
+    parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     args = parser.parse_args(list(argv))
     from pgpis.inference.export import export
 
-    out = export(args.checkpoint, args.out_dir, fusion_model=args.fusion_model)
+    out = export(args.checkpoint, args.out_dir, fusion_model=args.fusion_model, trust_checkpoint=args.trust_checkpoint)
     print(f"exported {args.checkpoint} -> {out}")
     return 0
 
@@ -78,6 +80,7 @@ def generate_main(argv: Sequence[str]) -> int:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="weights precision (bf16/fp16 on GPU)")
     parser.add_argument("--fusion-model", default=None, help="FPDM checkpoints: the IPF export folder if it moved")
+    parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     args = parser.parse_args(list(argv))
     single = args.source is not None or args.pose is not None
     if single == (args.pairs is not None):
@@ -90,7 +93,8 @@ def generate_main(argv: Sequence[str]) -> int:
         parser.error("--parsing / --source-pose are for one image; with --pairs they come from --root")
     from pgpis.inference.pipeline import load_pipeline
 
-    pipe = load_pipeline(args.checkpoint, device=args.device, dtype=_dtype(args.dtype), fusion_model=args.fusion_model)
+    pipe = load_pipeline(args.checkpoint, device=args.device, dtype=_dtype(args.dtype), fusion_model=args.fusion_model,
+                         trust_checkpoint=args.trust_checkpoint)
     guidance = None if args.guidance is None else (args.guidance[0] if len(args.guidance) == 1 else args.guidance)
     common = dict(guidance=guidance, steps=args.steps, scheduler=args.scheduler)
     try:

@@ -26,13 +26,17 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from pgpis.errors import DataFormatError, MissingWeightsError, Problem
+from pgpis.errors import DamagedFileError, DataFormatError, MissingWeightsError, Problem
+from pgpis.safe_load import load_safetensors
 
 PIPELINE_CONFIG = "pipeline.json"
 FORMAT, VERSION = "pgpis-pipeline", 1
 WEIGHTS_DIR = "weights"
+REEXPORT = "the export folder is incomplete or damaged: re-run `pgpis export CKPT OUT_DIR` (or copy the folder again)"
+#: keys of pipeline.json that loading reads -> their JSON types
+REQUIRED_META = {"module": dict, "unet_config": str, "scheduler_config": str, "data": dict, "weights": list}
 
 #: denoiser class name -> attribute of the UNet whose config is exported (init arg ``unet`` builds it)
 UNET_ATTR = {"FPDMDenoiser": "unet", "SiameseDenoiser": "target_net"}
@@ -133,23 +137,44 @@ def export_pipeline(pipe, out_dir: Union[str, os.PathLike]) -> Path:
 
 
 def export(ckpt: Union[str, os.PathLike], out_dir: Union[str, os.PathLike], *,
-           fusion_model: Union[str, os.PathLike, None] = None) -> Path:
-    """Export a `pgpis fit` checkpoint (FPDM or TruePose) to an inference folder; returns the folder."""
+           fusion_model: Union[str, os.PathLike, None] = None, trust_checkpoint: bool = False) -> Path:
+    """Export a `pgpis fit` checkpoint (FPDM or TruePose) to an inference folder; returns the folder.
+
+    The checkpoint is read weights-only unless `trust_checkpoint` (see :func:`pgpis.safe_load.load_checkpoint`)."""
     from pgpis.inference.pipeline import load_pipeline
 
     if Path(ckpt).is_dir():
         raise ValueError(f"export: {ckpt} is a folder; give the Lightning checkpoint (.ckpt) to export")
-    return export_pipeline(load_pipeline(ckpt, device="cpu", fusion_model=fusion_model), out_dir)
+    return export_pipeline(load_pipeline(ckpt, device="cpu", fusion_model=fusion_model,
+                                         trust_checkpoint=trust_checkpoint), out_dir)
 
 
 def _json(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise MissingWeightsError(what, path, "the export folder is incomplete: re-run `pgpis export CKPT OUT_DIR`")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DataFormatError(Problem(str(path), f"not valid JSON ({err.msg})", "re-run `pgpis export`",
-                                      line=err.lineno)) from err
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        where = dict(line=err.lineno) if isinstance(err, json.JSONDecodeError) else {}
+        raise DamagedFileError(Problem(str(path), f"{what}: not valid JSON ({getattr(err, 'msg', None) or err.reason}; "
+                                       "truncated or corrupted)", REEXPORT, **where)) from None
+    if not isinstance(data, dict):
+        raise DamagedFileError(Problem(str(path), f"{what}: expected a JSON object, found {type(data).__name__}",
+                                       REEXPORT))
+    return data
+
+
+def _require(meta: dict[str, Any], path: Path) -> None:
+    """The keys of ``pipeline.json`` that loading reads, with their types: named errors instead of KeyErrors."""
+    for key, kind in REQUIRED_META.items():
+        if not isinstance(meta.get(key), kind):
+            found = "missing" if key not in meta else f"a {type(meta[key]).__name__}"
+            raise DataFormatError(Problem(str(path), f"'{key}' is {found}, expected a {kind.__name__}", REEXPORT,
+                                          item=key))
+    for dotted, kind in (("data.image_size", list), ("module.denoiser", dict)):
+        if not isinstance(_get(meta, dotted), kind):
+            raise DataFormatError(Problem(str(path), f"'{dotted}' is missing or not a {kind.__name__}", REEXPORT,
+                                          item=dotted))
 
 
 def load_exported(folder: Union[str, os.PathLike], *, device=None, dtype: Optional[torch.dtype] = None):
@@ -167,6 +192,7 @@ def load_exported(folder: Union[str, os.PathLike], *, device=None, dtype: Option
     if int(meta.get("version", 0)) > VERSION:
         raise DataFormatError(Problem(str(meta_path), f"version {meta['version']} is newer than this pgpis reads "
                                       f"({VERSION})", "upgrade pgpis", item="version"))
+    _require(meta, meta_path)
     cfg = copy.deepcopy(meta["module"])
     for dotted, rel in meta.get("relative_paths", {}).items():
         _set(cfg, dotted, str(folder / rel))
@@ -176,11 +202,8 @@ def load_exported(folder: Union[str, os.PathLike], *, device=None, dtype: Option
     cfg["noise_scheduler"] = {k: v for k, v in sched.items() if not k.startswith("_")}
     module = instantiate(cfg)
     state: dict[str, torch.Tensor] = {}
-    for rel in meta.get("weights", []):
-        path = folder / rel
-        if not path.is_file():
-            raise MissingWeightsError(f"component weights {rel}", path, "re-run `pgpis export` (the folder is incomplete)")
-        state.update(load_file(str(path)))
+    for rel in meta["weights"]:
+        state.update(load_safetensors(folder / rel, what=f"component weights {rel} of the export folder", fix=REEXPORT))
     missing, unexpected = module.load_state_dict(state, strict=False)
     in_folders = tuple(f"{c}." for c in meta.get("folders", []))
     missing = [k for k in missing if not k.startswith(in_folders)]

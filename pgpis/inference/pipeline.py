@@ -351,7 +351,8 @@ def _progress_hook(bar, inner: Optional[Callable]) -> Optional[Callable]:
 def load_pipeline(path: Union[str, os.PathLike], *, device: Union[str, torch.device, None] = None,
                   dtype: Optional[torch.dtype] = None, fusion_model: Union[str, os.PathLike, None] = None,
                   image_size: Optional[Sequence[int]] = None,
-                  encoder_inputs: Optional[Mapping[str, Sequence[int]]] = None) -> Pipeline:
+                  encoder_inputs: Optional[Mapping[str, Sequence[int]]] = None,
+                  trust_checkpoint: bool = False) -> Pipeline:
     """Load a trained FPDM or TruePose model for inference.
 
     Args:
@@ -360,6 +361,8 @@ def load_pipeline(path: Union[str, os.PathLike], *, device: Union[str, torch.dev
         device, dtype: where and in what precision to run (e.g. ``"cuda"``, ``torch.bfloat16``).
         fusion_model: FPDM checkpoints only: the IPF export folder, when it moved since training.
         image_size, encoder_inputs: override the sizes read from the checkpoint's DataModule settings.
+        trust_checkpoint: read a ``.ckpt`` with full unpickling (it may run code): only for one's own files that
+            the default weights-only read refuses (:class:`~pgpis.errors.UnsafeCheckpointError`).
     """
     path = Path(path)
     if path.is_dir():
@@ -378,7 +381,7 @@ def load_pipeline(path: Union[str, os.PathLike], *, device: Union[str, torch.dev
             "outputs/<stage>/.../checkpoints/last.ckpt) or a folder written by `pgpis export`")
     from pgpis.inference.checkpoint import module_from_checkpoint
 
-    module, config, data, ema = module_from_checkpoint(path, fusion_model=fusion_model)
+    module, config, data, ema = module_from_checkpoint(path, fusion_model=fusion_model, trust_checkpoint=trust_checkpoint)
     size = image_size or data.get("image_size")
     if size is None:
         raise ValueError(f"{path}: the checkpoint has no DataModule settings (data.image_size); pass image_size=(h, w)")
