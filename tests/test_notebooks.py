@@ -1,4 +1,5 @@
-"""The exploration notebooks run top to bottom (headless, nbclient) on tiny checkpoints, with figures."""
+"""The exploration notebooks run top to bottom (headless, nbclient) on checkpoints of the shipped tiny configs,
+with figures."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,3 +33,5 @@ def test_notebook_runs_on_tiny_checkpoint(name, stage, figures, tiny_ldm_checkpo
     assert _figures(nb) >= figures
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "notebook ran in" in text
+    if stage == "truepose":  # experiments/tiny/truepose.yaml reads the source pose: the notebook gave it
+        assert "needs source_parsing, source_pose, target_keypoints" in text

@@ -2,10 +2,13 @@
 
 These recompute, for one batch, the quantities the denoiser uses internally (the
 same functions of :mod:`pgpis.models.attention` on the same source tokens), and
-return them on the token grids so they can be overlaid on the source image.
+return them on the token grids so they can be overlaid on the source image. The
+source side comes from the denoiser's own ``encode_conditions`` (SourceNet with
+the source pose / parsing features its config turns on), not a re-implementation.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -39,21 +42,37 @@ class LayerMaps:
     regions: list[str]  # the K lowest-attended parsing classes CAA crops (class names)
 
 
+@contextlib.contextmanager
+def _raw_source_side(den):
+    """Make `den.encode_conditions` return the raw source side (SourceNet's input and residual, M, the parsing)."""
+    cached = den.cache_source
+    den.cache_source = False
+    try:
+        yield
+    finally:
+        den.cache_source = cached
+
+
 @torch.no_grad()
-def truepose_maps(pipe, source_image, target_pose, source_parsing) -> dict[str, Any]:
-    """The selected parsing mask M and, per fused layer, the HPFA weight map and CAA regions for one sample."""
+def truepose_maps(pipe, source_image, target_pose, source_parsing, source_pose=None) -> dict[str, Any]:
+    """The selected parsing mask M and, per fused layer, the HPFA weight map and CAA regions for one sample.
+
+    `source_pose` (keypoints, a keypoint file or a pose image of the source) is needed when the model reads it
+    (``pipe.needs_source_pose``: TruePose with ``source_pose: true``).
+    """
     from pgpis.inference.poses import load_target_pose
 
     den = pipe.module.denoiser
-    batch = pipe.make_batch([source_image], [load_target_pose(target_pose)], [source_parsing])
-    parsing = batch["source_parsing"]
-    mask = den.target_mask(parsing, batch["target_keypoints"])
-    source = batch["source"].to(pipe.dtype)
-    clip_tokens = den.image_proj(den.clip(source).float().to(pipe.dtype))[:, None]
-    latent = pipe.module.first_stage.encode(source).to(pipe.dtype)
-    latent_size = tuple(latent.shape[-2:])
-    tokens = den._source_tokens(latent, clip_tokens, latent_size)  # SourceNet's captured F' per layer
-    _, region_ok = den.region_embeddings(source, parsing)
+    source_poses = None if source_pose is None else [load_target_pose(source_pose, what="source pose")]
+    batch = pipe.make_batch([source_image], [load_target_pose(target_pose)], [source_parsing], source_poses)
+    with _raw_source_side(den), pipe._autocast():
+        raw = den.encode_conditions(batch)  # as the sampler's, with the source pose / parsing features on SourceNet
+    parsing, mask, clip_tokens = raw["parsing"], raw["target_mask"], raw["clip_tokens"].to(pipe.dtype)
+    latent = raw["source_input"].to(pipe.dtype)
+    latent_size = (mask.shape[-2] // den.downsample_factor, mask.shape[-1] // den.downsample_factor)
+    residual = raw.get("source_residual")
+    tokens = den._source_tokens(latent, clip_tokens, latent_size, residual)  # SourceNet's captured F' per layer
+    region_ok = raw["region_ok"] if "region_ok" in raw else den.region_embeddings(batch["source"], parsing)[1]
     layers: dict[str, LayerMaps] = {}
     for name, f_src in tokens.items():
         grid = token_grid(latent_size, f_src.shape[1])
