@@ -181,4 +181,26 @@ def load_safetensors(path: Union[str, os.PathLike], *, what: str = "safetensors 
                                        f"{size} bytes)", fix)) from None
 
 
-__all__ = ["SAFE_GLOBALS", "TRUST_FLAG", "TRUST_HELP", "load_checkpoint", "load_safetensors", "safe_globals"]
+def raise_if_damaged_safetensors(folder: Union[str, os.PathLike], subfolder: Optional[str] = None, *,
+                                 fix: str = "download or copy that file again") -> None:
+    """Raise :class:`DamagedFileError` for the first ``*.safetensors`` in a local model folder whose header does not
+    parse or does not cover the file (a truncated download); nothing for hub ids or intact files.
+
+    Why: diffusers reports a truncated weights file as "not found", transformers as a bare SafetensorError;
+    reading the headers only costs a few KB per file."""
+    from safetensors import SafetensorError, safe_open
+
+    base = Path(folder) / (subfolder or "")
+    if not base.is_dir():
+        return
+    for path in sorted(base.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), "pt"):
+                pass
+        except (SafetensorError, OSError, ValueError) as err:
+            raise DamagedFileError(Problem(str(path), f"truncated or corrupted safetensors file ({_first_line(err, 200)}; "
+                                           f"{path.stat().st_size} bytes)", fix)) from None
+
+
+__all__ = ["SAFE_GLOBALS", "TRUST_FLAG", "TRUST_HELP", "load_checkpoint", "load_safetensors",
+           "raise_if_damaged_safetensors", "safe_globals"]

@@ -234,3 +234,19 @@ def test_damaged_fusion_model_safetensors(tmp_path, tiny_ldm_checkpoints):
     with pytest.raises(DamagedFileError, match=WEIGHTS_NAME) as err:
         load_fusion_model(folder)
     assert "re-export" in str(err.value)
+
+
+def test_damaged_pretrained_folder_names_the_file(tmp_path):
+    """A truncated weights file in a local model folder (an export's clip_encoder/, vae/...) is damaged, not missing."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from pgpis.models.encoders import CLIPImageEncoder
+
+    config = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                              image_size=32, patch_size=8, projection_dim=8)
+    CLIPVisionModelWithProjection(config).save_pretrained(tmp_path / "clip")
+    weights = tmp_path / "clip" / "model.safetensors"
+    _cut(weights, weights, 0.5)
+    with pytest.raises(DamagedFileError, match="model.safetensors") as err:
+        CLIPImageEncoder.from_pretrained(str(tmp_path / "clip"))
+    assert "truncated or corrupted" in str(err.value)

@@ -16,7 +16,10 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from safetensors import SafetensorError
+
 from pgpis.errors import MissingWeightsError
+from pgpis.safe_load import raise_if_damaged_safetensors
 
 T = TypeVar("T")
 
@@ -128,6 +131,7 @@ def load_pretrained(
             warnings.filterwarnings("ignore", message=r"The `local_dir_use_symlinks` argument is deprecated",
                                     category=UserWarning)
             return loader(str(name_or_path), **kwargs)
-    except (OSError, EnvironmentError, ValueError) as err:  # HF raises OSError/EnvironmentError (and ValueError for bad folders)
+    except (OSError, EnvironmentError, ValueError, SafetensorError) as err:  # HF raises OSError/EnvironmentError (and ValueError for bad folders)
+        raise_if_damaged_safetensors(name_or_path, kwargs.get("subfolder"))  # a truncated file is not a missing one
         tried, how = missing_weights_advice(name_or_path, loader, kwargs.get("subfolder"))
         raise MissingWeightsError(f"{component} weights ({describe_source(name_or_path)})", tried, how) from err
