@@ -49,6 +49,7 @@ def run_lightning_cli(args: Sequence[str] | None = None):
     from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
     from pgpis.cli_errors import ConfigParseError
+    from pgpis.safe_cli import SafeCheckpointCLI  # --ckpt_path weights-only, `--trust-checkpoint` to opt out
 
     class PgpisParser(LightningArgumentParser):
         """Raises :class:`ConfigParseError` where jsonargparse would print ~60 lines of usage and exit.
@@ -66,12 +67,13 @@ def run_lightning_cli(args: Sequence[str] | None = None):
         """Parses `args` as given. pgpis always passes its command line explicitly (from :func:`main`, after
         stripping its own flags such as ``--traceback``), so LightningCLI's warning about ``args`` and
         ``sys.argv`` both being set ("args parameter is intended to run from within Python") would fire on
-        every command without pointing at a mistake."""
+        every command without pointing at a mistake. Below SafeCheckpointCLI in the MRO, whose
+        ``parse_arguments`` runs first and calls this one."""
 
         def parse_arguments(self, parser: LightningArgumentParser, args) -> None:  # noqa: ANN001
             self.config = parser.parse_args(args)
 
-    class PgpisCLI(ExplicitArgsCLI):
+    class PgpisCLI(SafeCheckpointCLI, ExplicitArgsCLI):
         """Stages configure their own optimisers (paper schedules), so optimiser flags come from the model.
 
         With ``--ckpt_path``, Lightning replaces the model config by the hyper-parameters stored in the
