@@ -28,6 +28,7 @@ from PIL import Image
 from pgpis.data import keypoints as kpt
 from pgpis.data.phoenix_layout import FRAME_SIZE
 from pgpis.errors import DataFormatError, Problem
+from pgpis.inference.inputs import MissingInputError
 from pgpis.safe_load import TRUST_HELP
 
 Size = tuple[int, int]  # (h, w)
@@ -122,9 +123,17 @@ def sequence_poses(seq: np.ndarray, frame: Size = FRAME_SIZE, score_threshold: f
 def animate_frames(pipe, source: Union[Image.Image, str, os.PathLike], poses: Sequence[SequencePose], *,
                    seed: int = 0, batch_size: int = 8, guidance=None, steps: Optional[int] = None,
                    scheduler: Optional[str] = None, progress: bool = True,
-                   on_frame: Optional[Callable[[int, Image.Image], None]] = None) -> list[Image.Image]:
-    """Frames of `source` in each pose, all from the same initial noise (`seed`), in batches of `batch_size`."""
+                   on_frame: Optional[Callable[[int, Image.Image], None]] = None,
+                   source_parsing=None, source_pose=None) -> list[Image.Image]:
+    """Frames of `source` in each pose, all from the same initial noise (`seed`), in batches of `batch_size`.
+
+    `source_parsing` / `source_pose` (the source's parsing map and keypoints, as :meth:`Pipeline.generate` takes
+    them) go to every frame, for models that read them (``pipe.needs``).
+    """
     from pgpis.inference.pipeline import _to_pil
+    from pgpis.inference.poses import load_target_pose
+
+    source_pose = None if source_pose is None else load_target_pose(source_pose, what="source pose")
 
     policy, sampler = pipe.guidance_policy(guidance), pipe.sampler(steps, scheduler)
     bar = None
@@ -136,7 +145,9 @@ def animate_frames(pipe, source: Union[Image.Image, str, os.PathLike], poses: Se
     with torch.no_grad():
         for start in range(0, len(poses), batch_size):
             chunk = list(poses[start:start + batch_size])
-            batch = pipe.make_batch([source] * len(chunk), chunk)
+            batch = pipe.make_batch([source] * len(chunk), chunk,
+                                    None if source_parsing is None else [source_parsing] * len(chunk),
+                                    None if source_pose is None else [source_pose] * len(chunk))
             with pipe._autocast():
                 images = pipe.module.generate(batch, guidance=policy, sampler=sampler, seeds=[seed] * len(chunk))
             for img in images:
@@ -245,6 +256,9 @@ def build_parser():
     p.add_argument("--source", required=True, help="source frame (e.g. images0001.png of a Phoenix video)")
     p.add_argument("--poses", required=True, help=".npz/.npy [T, 133|18, 2|3] keypoints, or a Phoenix keypoint file")
     p.add_argument("--video", default=None, help="entry of --poses to use when it holds several (e.g. test/<video>)")
+    p.add_argument("--parsing", default=None, help="the source's LIP parsing map, for models that read it (TruePose)")
+    p.add_argument("--source-pose", default=None, help="the source's OpenPose-18 keypoint file, for models that read "
+                                                       "the source pose (TruePose with source_pose: true)")
     p.add_argument("--out", required=True, help="clip.gif (always available) or clip.mp4 (needs imageio-ffmpeg or av)")
     p.add_argument("--pose-frame", type=int, nargs=2, default=list(FRAME_SIZE), metavar=("H", "W"),
                    help="frame the keypoints are in (default: the Phoenix frame %(default)s)")
@@ -303,8 +317,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             img.save(frames_dir / f"frame{i + 1:04d}.png")
 
     guidance = None if args.guidance is None else (args.guidance[0] if len(args.guidance) == 1 else args.guidance)
-    frames = animate_frames(pipe, args.source, poses, seed=args.seed, batch_size=args.batch_size, guidance=guidance,
-                            steps=args.steps, scheduler=args.scheduler, on_frame=finish)
+    try:
+        frames = animate_frames(pipe, args.source, poses, seed=args.seed, batch_size=args.batch_size,
+                                guidance=guidance, steps=args.steps, scheduler=args.scheduler, on_frame=finish,
+                                source_parsing=args.parsing, source_pose=args.source_pose)
+    except MissingInputError as err:  # what the checkpoint needs and how to give it
+        print(f"pgpis animate: {err}", file=sys.stderr)
+        return 2
     if size is not None:
         frames = [f.resize((size[1], size[0]), Image.BICUBIC) for f in frames]
     write_clip(frames, out, args.fps)
