@@ -70,9 +70,12 @@ def find_pgpis_error(exc: BaseException) -> PgpisError | None:
 
 # ----------------------------------------------------------------------------- formatting
 def _wrap(label: str, text: str, indent: str = "  ") -> list[str]:
+    """`text` wrapped at :data:`WIDTH` after `label`; a `backticked command` stays on one line, to copy and paste."""
     lead = f"{indent}{label}" if label else indent
-    return textwrap.wrap(" ".join(str(text).split()), WIDTH, initial_indent=lead,
-                         subsequent_indent=indent + "    ", break_on_hyphens=False, break_long_words=False)
+    text = re.sub(r"`[^`]*`", lambda m: m.group(0).replace(" ", "\0"), " ".join(str(text).split()))
+    lines = textwrap.wrap(text, WIDTH, initial_indent=lead, subsequent_indent=indent + "    ",
+                          break_on_hyphens=False, break_long_words=False)
+    return [ln.replace("\0", " ") for ln in lines]
 
 
 def _bounded(head: str, body: list[str], limit: int = MAX_LINES) -> str:
