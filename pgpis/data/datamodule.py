@@ -1,17 +1,30 @@
-"""What every pgpis pair DataModule shares: loaders, exactly-once evaluation sharding.
+"""What every pgpis pair DataModule shares: loaders, exactly-once evaluation sharding, exact mid-epoch resume.
 
 Subclasses provide ``dataset(split)`` for "train" | "val" | "test" and the
 hyper-parameters ``batch_size``, ``eval_batch_size``, ``num_workers``,
 ``persistent_workers`` and ``pin_memory``.
+
+The training loader resumes mid-epoch where it stopped (docs/training-faults.md):
+
+* it is a ``torchdata`` ``StatefulDataLoader``; Lightning's fit loop saves its ``state_dict`` (samples
+  yielded this epoch) in every checkpoint and restores it on ``--ckpt_path``;
+* the order is :class:`SeededShuffleSampler`'s: a permutation of (seed, epoch), sharded over ranks,
+  so the restored loader skips exactly the samples already seen;
+* each draw's augmentation (flips, jitter, identity pairs: the datasets draw them from torch's RNG) runs
+  under a seed of (seed, epoch, index) (:class:`SeededItems`), so it is the same after a resume, in
+  any worker process, and does not consume the training step's RNG stream.
 """
 from __future__ import annotations
 
 import math
-from typing import Iterator
+import os
+from typing import Any, Iterator, NamedTuple
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 
 class UnpaddedDistributedSampler(DistributedSampler):
@@ -31,29 +44,105 @@ class UnpaddedDistributedSampler(DistributedSampler):
         return len(range(self.rank, len(self.dataset), self.num_replicas))
 
 
+class SampleKey(NamedTuple):
+    """What :class:`SeededShuffleSampler` yields: the dataset index and the seed of this draw's augmentation."""
+
+    index: int
+    seed: int
+
+
+def draw_seed(seed: int, epoch: int, index: int) -> int:
+    """A well-mixed 63-bit seed for item `index` in `epoch` of a run seeded with `seed`."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def _world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return 1, 0
+
+
+class SeededShuffleSampler(DistributedSampler):
+    """The training order: ``DistributedSampler``'s shuffle (permutation of seed + epoch, padded, one shard
+    per rank; one shard when not distributed), each index tagged with its draw's augmentation seed.
+
+    Deterministic given (seed, epoch), so a restored ``StatefulDataLoader`` skips exactly the samples it
+    had yielded. Being a ``DistributedSampler``, Lightning sets its epoch and does not replace it under DDP.
+    """
+
+    def __init__(self, dataset: Dataset, *, seed: int, num_replicas: int | None = None, rank: int | None = None):
+        world, my_rank = _world()
+        super().__init__(dataset, num_replicas=world if num_replicas is None else num_replicas,
+                         rank=my_rank if rank is None else rank, shuffle=True, seed=seed, drop_last=False)
+
+    def __iter__(self) -> Iterator[SampleKey]:  # type: ignore[override]
+        for i in super().__iter__():
+            yield SampleKey(i, draw_seed(self.seed, self.epoch, i))
+
+
+class SeededItems(Dataset):
+    """``dataset[key.index]`` under torch's RNG seeded with ``key.seed``; the caller's RNG state is restored after.
+
+    The pgpis datasets draw their augmentations from torch's RNG; under this wrapper each draw is a pure
+    function of (seed, epoch, index) instead of the order and process the items were fetched in.
+    """
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: SampleKey) -> Any:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(key.seed)
+            return self.dataset[key.index]
+
+
 class PairDataModule(LightningDataModule):
-    """Base of the DeepFashion and Phoenix DataModules: the loaders, built the same way for both."""
+    """Base of the DeepFashion and Phoenix DataModules: the loaders, built the same way for both.
+
+    The training order's seed is Lightning's global seed (``seed_everything``, ``PL_GLOBAL_SEED``; 0 if
+    unset), kept in the DataModule's checkpoint state so a resumed run continues the same order.
+    """
+
+    shuffle_seed: int | None = None
 
     def dataset(self, split: str) -> Dataset:  # overridden by every subclass
         raise KeyError(f"{type(self).__name__} defines no dataset for split '{split}'")
 
     def _loader(self, dataset: Dataset, *, train: bool) -> DataLoader:
         hp = self.hparams
+        if train:
+            if self.shuffle_seed is None:
+                self.shuffle_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+            return StatefulDataLoader(
+                SeededItems(dataset),
+                batch_size=hp.batch_size,
+                sampler=SeededShuffleSampler(dataset, seed=self.shuffle_seed),
+                drop_last=len(dataset) >= hp.batch_size,
+                **self._worker_kwargs(),
+            )
         sampler = None
-        if not train and torch.distributed.is_available() and torch.distributed.is_initialized():
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
             sampler = UnpaddedDistributedSampler(dataset)
-        return DataLoader(
-            dataset,
-            batch_size=hp.batch_size if train else (hp.eval_batch_size or hp.batch_size),
-            shuffle=train,
-            sampler=sampler,
-            drop_last=train and len(dataset) >= hp.batch_size,
-            num_workers=hp.num_workers,
-            persistent_workers=hp.persistent_workers and hp.num_workers > 0,
-            pin_memory=hp.pin_memory,
-        )
+        return DataLoader(dataset, batch_size=hp.eval_batch_size or hp.batch_size, shuffle=False, sampler=sampler,
+                          drop_last=False, **self._worker_kwargs())
 
-    def train_dataloader(self) -> DataLoader:
+    def _worker_kwargs(self) -> dict[str, Any]:
+        hp = self.hparams
+        return {"num_workers": hp.num_workers, "persistent_workers": hp.persistent_workers and hp.num_workers > 0,
+                "pin_memory": hp.pin_memory}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: the training order's seed (the loader's position is Lightning's)."""
+        return {"shuffle_seed": self.shuffle_seed} if self.shuffle_seed is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("shuffle_seed") is not None:
+            self.shuffle_seed = int(state_dict["shuffle_seed"])
+
+    def train_dataloader(self) -> StatefulDataLoader:
         return self._loader(self.dataset("train"), train=True)
 
     def val_dataloader(self) -> DataLoader:

@@ -1,0 +1,99 @@
+"""Checkpoint writes that a kill cannot corrupt: temp file in the same folder, fsync, ``os.replace``.
+
+Why not Lightning's own writer: ``TorchCheckpointIO`` (Lightning 2.6) serialises the whole
+checkpoint into an in-memory buffer and writes it through an fsspec transaction. For a local
+path that transaction writes a temp file in the *system* temp folder (``tempfile.mkstemp()``)
+and ``shutil.move``s it over the target. When ``/tmp`` is another filesystem than the run folder
+(the usual case on clusters: tmpfs or node-local ``/tmp``, checkpoints on shared storage) the move
+is a copy onto the target itself, so a kill during it leaves a truncated ``last.ckpt``; and
+nothing is fsynced, so a node crash can leave a zero-length file behind a completed rename.
+It also holds a second full copy of the checkpoint in RAM (tens of GB for a paper TruePose).
+
+:class:`AtomicCheckpointIO` streams ``torch.save`` into ``.<name>.tmp-<random>`` next to the
+target, fsyncs it, ``os.replace``s it over the target (atomic within one filesystem) and fsyncs
+the folder, so the target path holds either the previous complete checkpoint or the new one.
+Remote (fsspec) paths keep Lightning's writer: object stores publish an upload only when it ends.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+TEMP_INFIX = ".tmp-"
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def stale_temp_files(target: Path) -> list[Path]:
+    """Temp files a killed write of `target` left behind (only this process writes `target`)."""
+    return sorted(target.parent.glob(f".{target.name}{TEMP_INFIX}*"))
+
+
+def atomic_torch_save(obj: Any, path: _PATH) -> None:
+    """``torch.save(obj, path)`` so that `path` is never seen half-written, even after a kill or a crash.
+
+    Temp files of earlier writes of `path` that were killed midway (up to a checkpoint's size each) are
+    removed first.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in stale_temp_files(target):
+        stale.unlink(missing_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}{TEMP_INFIX}", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a checkpoint gets the usual file mode
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+
+
+def is_local_path(path: _PATH) -> bool:
+    """True for plain paths and ``file://`` URLs (fsspec's local filesystem)."""
+    protocol = get_filesystem(path).protocol
+    return "file" in (protocol if isinstance(protocol, tuple) else (protocol,))
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning ``CheckpointIO`` plugin: every checkpoint (step, ``last.ckpt``, SLURM ``hpc_ckpt``) written atomically.
+
+    Use it as ``trainer.plugins: [{class_path: pgpis.training.AtomicCheckpointIO}]`` (the shipped presets do).
+    Loading is Lightning's ``TorchCheckpointIO.load_checkpoint``.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+        if storage_options is not None or not is_local_path(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        atomic_torch_save(checkpoint, str(path).removeprefix("file://"))
