@@ -89,7 +89,8 @@ def _bounded(head: str, body: list[str], limit: int = MAX_LINES) -> str:
 def format_error(err: PgpisError, command: str) -> str:
     """The user-facing text of a pgpis error: what failed, where it looked, how to fix it."""
     head = f"pgpis {command}: error:"
-    if isinstance(err, MissingWeightsError):
+    if isinstance(err, MissingWeightsError) and type(err).__str__ is MissingWeightsError.__str__:
+        # (subclasses with their own message, e.g. a download that failed verification, take the generic path)
         return _bounded(f"{head} {err.what} not found", _wrap("looked in: ", err.tried) + _wrap("fix: ", err.how))
     if isinstance(err, ConfigKeyError):
         return _bounded(f"{head} unknown config key '{err.key}'", _wrap("set in: ", err.where) + _wrap("hint: ", err.hint))
@@ -104,7 +105,8 @@ def format_error(err: PgpisError, command: str) -> str:
             body += lines
         return _bounded(f"{head} {len(err.problems)} problem(s) in the input", body)
     lines = str(err).strip().splitlines() or [type(err).__name__]
-    return _bounded(f"{head} {lines[0]}", [ln for raw in lines[1:] for ln in _wrap("", raw)])
+    first = _wrap("", f"{head} {lines[0]}", indent="")
+    return _bounded(first[0], first[1:] + [ln for raw in lines[1:] for ln in _wrap("", raw)])
 
 
 # ----------------------------------------------------------------------------- config-parse errors

@@ -4,7 +4,7 @@ Offline, diffusers/transformers report "does not appear to have a file named
 config.json", which misleads. `load_pretrained` catches those failures and
 raises :class:`pgpis.errors.MissingWeightsError` naming the component, the hub id
 or local folder tried, and how to provide the weights: the exact ``hf download``
-command (huggingface_hub's CLI; ``huggingface-cli`` is gone from 1.x) limited to
+command (huggingface_hub's CLI; ``huggingface-cli`` is gone from the installed 2.x) limited to
 the files the loader reads, or a local folder. docs/pretrained-weights.md lists
 every component, its id and its size.
 """
