@@ -94,8 +94,8 @@ class DeepFashionDataset(Dataset):
         return len(self.pairs)
 
     def _rng(self) -> np.random.Generator:
-        # Drawn from torch's RNG: Lightning's seed_everything(workers=True) seeds it per worker
-        # deterministically, and it advances across epochs, so augmentations are reproducible.
+        # Drawn from torch's RNG, which the training loader seeds per item from (seed, epoch, index)
+        # (pgpis.data.datamodule.SeededItems): reproducible, and the same after a mid-epoch resume.
         return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
 
     def _load(self, name: str) -> tuple[Image.Image, np.ndarray, np.ndarray | None]:
