@@ -4,6 +4,7 @@ Kept apart from :mod:`pgpis.safe_load` so reading a checkpoint does not import L
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -84,7 +85,22 @@ class SafeCheckpointCLI(LightningCLI):
 
     def _call(self, name: str, **kwargs: Any) -> Any:
         kwargs["weights_only"] = self._weights_only(kwargs.get("weights_only"))
+        if kwargs["weights_only"]:
+            self._check_what_lightning_reads()
         return getattr(self.trainer, name)(**kwargs)
+
+    def _check_what_lightning_reads(self) -> None:
+        """Lightning resolves ``--ckpt_path last|hpc`` (and SLURM's automatic ``hpc_ckpt_N.ckpt``) itself: check
+        the file its ``CheckpointIO`` is then asked for, so a refused or damaged one gets the same named error."""
+        io = self.trainer.strategy.checkpoint_io
+        load, checked = io.load_checkpoint, self._ckpt_file()
+
+        def checked_load(path: Any, *args: Any, **kwargs: Any) -> Any:
+            if isinstance(path, (str, os.PathLike)) and Path(path).is_file() and Path(path) != checked:
+                load_checkpoint(path, mmap=True)
+            return load(path, *args, **kwargs)
+
+        io.load_checkpoint = checked_load
 
     # LightningCLI runs `getattr(self, subcommand, trainer.<subcommand>)(**kwargs)`
     def fit(self, **kwargs: Any) -> Any:

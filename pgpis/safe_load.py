@@ -42,7 +42,7 @@ SAFE_GLOBALS: tuple[type, ...] = (pathlib.PurePosixPath, pathlib.PosixPath, path
 #: the command-line opt-out, for checkpoints one wrote oneself
 TRUST_FLAG = "--trust-checkpoint"
 
-TRUST_FIX = (f"only if you trust the file (e.g. you wrote it yourself with `pgpis fit`): pass {TRUST_FLAG} to the "
+TRUST_FIX = (f"only if you trust the file (one you wrote yourself, e.g. with extra objects): pass {TRUST_FLAG} to the "
              "pgpis command, or load_pipeline(..., trust_checkpoint=True) in Python. To share a model, send its "
              "`pgpis export CKPT OUT_DIR` folder (safetensors + JSON, loads without unpickling) instead of the .ckpt")
 
@@ -198,8 +198,8 @@ def raise_if_damaged_safetensors(folder: Union[str, os.PathLike], subfolder: Opt
             with safe_open(str(path), "pt"):
                 pass
         except (SafetensorError, OSError, ValueError) as err:
-            raise DamagedFileError(Problem(str(path), f"truncated or corrupted safetensors file ({_first_line(err, 200)}; "
-                                           f"{path.stat().st_size} bytes)", fix)) from None
+            what = f"truncated or corrupted safetensors file ({_first_line(err, 200)}; {path.stat().st_size} bytes)"
+            raise DamagedFileError(Problem(str(path), what, fix)) from None
 
 
 __all__ = ["SAFE_GLOBALS", "TRUST_FLAG", "TRUST_HELP", "load_checkpoint", "load_safetensors",

@@ -112,7 +112,8 @@ def test_crafted_checkpoint_is_refused_by_the_api(crafted):
 def test_crafted_checkpoint_is_refused_by_generate_export_animate(crafted, tmp_path, capsys):
     ckpt, markers = crafted
     out = tmp_path / "out"
-    for argv in (["generate", "--checkpoint", str(ckpt), "--source", "a.jpg", "--pose", "b.txt", "--out", str(out / "x.png")],
+    for argv in (["generate", "--checkpoint", str(ckpt), "--source", "a.jpg", "--pose", "b.txt",
+                  "--out", str(out / "x.png")],
                  ["export", str(ckpt), str(out)],
                  ["animate", "--checkpoint", str(ckpt), "--source", "a.png", "--poses", str(tmp_path / "p.npz"),
                   "--out", str(out / "c.gif")]):
@@ -146,8 +147,7 @@ def test_genuine_checkpoint_resumes_and_trust_flag_opts_out(tmp_path, tiny_ldm_c
     assert not marker.exists()
     assert main(["fit", "--config", str(config), "--ckpt_path", str(own), "--trust-checkpoint"]) == 0
     assert marker.exists()
-    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text()) if (tmp_path / "run" / "config.yaml").exists() else {}
-    assert "trust_checkpoint" not in json.dumps(saved)  # the opt-out is never saved into the run's config
+    assert "trust" not in (tmp_path / "run" / "config.yaml").read_text()  # the opt-out is never saved with the run
 
 
 def test_trust_checkpoint_loads_own_file_in_the_api(tmp_path, tiny_ldm_checkpoints):
@@ -250,3 +250,20 @@ def test_damaged_pretrained_folder_names_the_file(tmp_path):
     with pytest.raises(DamagedFileError, match="model.safetensors") as err:
         CLIPImageEncoder.from_pretrained(str(tmp_path / "clip"))
     assert "truncated or corrupted" in str(err.value)
+
+
+def test_ckpt_path_last_is_checked_too(tmp_path, tiny_ldm_checkpoints, capsys):
+    """`--ckpt_path last` (what a requeued job resumes from) is resolved by Lightning; the file it picks is checked."""
+    genuine = _genuine(tiny_ldm_checkpoints)
+    config = yaml.safe_load(_fit_config(genuine, tmp_path / "run").read_text())
+    config["trainer"].update(enable_checkpointing=True, callbacks=[{
+        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "init_args": {"dirpath": str(tmp_path / "run" / "checkpoints"), "save_last": True, "save_top_k": 0}}])
+    (tmp_path / "last.yaml").write_text(yaml.safe_dump(config))
+    marker = tmp_path / "touched"
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    last = _craft(genuine, tmp_path / "run" / "checkpoints" / "last.ckpt", Touch(marker))
+    message = _cli_error(["fit", "--config", str(tmp_path / "last.yaml"), "--ckpt_path", "last"], capsys,
+                         UnsafeCheckpointError)
+    _assert_refused(message, last)
+    assert not marker.exists()
