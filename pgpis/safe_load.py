@@ -26,6 +26,7 @@ import os
 import pathlib
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
@@ -147,7 +148,9 @@ def load_checkpoint(path: Union[str, os.PathLike], *, trust: bool = False, map_l
         raise DamagedFileError(Problem(str(path), f"corrupted PyTorch checkpoint ({bad} fails its CRC-32 check; "
                                        f"{path.stat().st_size} bytes)", DAMAGED_FIX))
     try:
-        with safe_globals():
+        with safe_globals(), warnings.catch_warnings():
+            # a raw pickle's protocol-4 notice would precede the refusal below and only repeat it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             return _torch_load(path, not trust, map_location, mmap)
     except pickle.UnpicklingError as err:
         if trust or _WEIGHTS_ONLY_FAILED not in str(err):
