@@ -1,9 +1,10 @@
 """`pgpis app` end to end in a real browser: Debian's headless Chromium driven by Playwright.
 
-The app runs as `pgpis app` in a subprocess on a free loopback port, on the tiny checkpoints of the
-session fixtures; the browser uploads a file, picks a pose, clicks Generate and downloads the sample
-the page shows. A missing browser fails the test with the install command (CI installs it in .ci/run).
-Screenshots go to the test's tmp dir, and also to $PGPIS_SCREENSHOT_DIR when that is set.
+The app is set up as `pgpis app` sets it up (its parser and `build`) on the tiny checkpoints of the
+session fixtures and served in the background on a free loopback port; the browser uploads a file,
+picks a pose, clicks Generate and downloads the sample the page shows. A missing browser fails the
+test with the install command (CI installs it in .ci/run). Screenshots go to the test's tmp dir,
+and also to $PGPIS_SCREENSHOT_DIR when that is set.
 """
 from __future__ import annotations
 
@@ -12,10 +13,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -27,7 +24,6 @@ from PIL import Image
 CHROMIUM = os.environ.get("PGPIS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-STARTUP_S = 240  # importing torch + gradio and loading the checkpoint on 2 busy cores
 GENERATE_MS = 180_000
 
 
@@ -52,37 +48,23 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serve_app(checkpoint: Path, log: Path, *extra: str) -> Iterator[str]:
-    """`pgpis app --checkpoint CKPT` in a subprocess; yields its URL once it answers."""
+def serve_app(checkpoint: Path, *extra: str) -> Iterator[str]:
+    """`pgpis app --checkpoint CKPT ...` in this process, served in the background on a free port; yields its URL.
+
+    The command's own parser and set-up (`pgpis.app.cli.build`), minus the blocking wait: no second
+    interpreter importing torch and Gradio again.
+    """
+    from pgpis.app.cli import build, parser
+    from pgpis.app.ui import launch
+
     port = _free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "pgpis.cli", "app", "--checkpoint", str(checkpoint), "--port", str(port),
-           "--device", "cpu", *extra]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/"
+    args = parser().parse_args(["--checkpoint", str(checkpoint), "--port", str(port), "--device", "cpu", *extra])
+    demo = build(args)
+    launch(demo, host=args.host, port=port, prevent_thread_lock=True, quiet=True)
     try:
-        deadline = time.monotonic() + STARTUP_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"`pgpis app` exited with {proc.returncode} before serving:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"`pgpis app` did not answer on {url} within {STARTUP_S} s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield url
+        yield f"http://127.0.0.1:{port}/"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        demo.close()
 
 
 @pytest.fixture
@@ -130,9 +112,11 @@ def _screenshot(page, tmp_path: Path, name: str) -> Path:
 
 
 def _generate(page) -> Image.Image:
+    from playwright.sync_api import expect
+
     page.click("#generate")
     page.wait_for_selector("#sample img", timeout=GENERATE_MS)
-    page.wait_for_function("() => document.querySelector('#info').innerText.includes('steps')", timeout=GENERATE_MS)
+    expect(page.locator("#info")).to_contain_text("steps", timeout=GENERATE_MS)  # the run's summary line
     return _shown_image(page, "sample")
 
 
@@ -155,7 +139,7 @@ def test_fpdm_upload_source_pick_pose_generate(browser_page, tiny_ldm_checkpoint
     upload = tmp_path / "my_photo.jpg"  # an upload, not a dataset path: the app gets only the pixels
     shutil.copyfile(index.image_path(source_name), upload)
     page = browser_page
-    with serve_app(tiny_ldm_checkpoints["fpdm"], tmp_path / "app.log") as url:
+    with serve_app(tiny_ldm_checkpoints["fpdm"]) as url:
         page.goto(url)
         page.wait_for_selector("#generate")
         expect(page.locator("#w-source")).to_be_visible()  # FPDM's two cumulative guidance weights
@@ -195,7 +179,7 @@ def test_truepose_test_source_keypoint_file_generate(browser_page, tiny_ldm_chec
     keypoints = tmp_path / "target_pose.json"
     keypoints.write_text(json.dumps(catalog.keypoints(pose_name).tolist()))
     page = browser_page
-    with serve_app(tiny_ldm_checkpoints["truepose"], tmp_path / "app.log", "--root", str(synthetic_root)) as url:
+    with serve_app(tiny_ldm_checkpoints["truepose"], "--root", str(synthetic_root)) as url:
         page.goto(url)
         page.wait_for_selector("#generate")
         expect(page.locator("#w-cfg")).to_be_visible()  # TruePose: one CFG scale
@@ -209,7 +193,7 @@ def test_truepose_test_source_keypoint_file_generate(browser_page, tiny_ldm_chec
         page.get_by_label("Keypoint file").check()
         expect(page.locator("#pose-file")).to_be_visible()
         page.set_input_files("#pose-file input[type=file]", str(keypoints))
-        page.wait_for_function("() => document.querySelector('#pose-file').innerText.includes('target_pose.json')")
+        expect(page.locator("#pose-file").get_by_label("target_pose.json")).to_be_visible()  # uploaded
         page.fill("#steps input[type=number]", "2")
         page.locator("#steps input[type=number]").press("Enter")
         sample = _generate(page)

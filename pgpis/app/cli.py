@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from pgpis.errors import PgpisError
+from pgpis.errors import DataFormatError, PgpisError, Problem
 
 
 def parser() -> argparse.ArgumentParser:
@@ -33,36 +33,46 @@ def _gradio_missing() -> Optional[str]:
     return None
 
 
+def build(args: argparse.Namespace):
+    """The page for parsed `args`: load the pipeline, find the dataset root, read its test split.
+
+    Raises a :class:`pgpis.errors.PgpisError` naming what is missing (checkpoint, IPF export, dataset root).
+    """
+    from pgpis.app.generate import find_pose_estimator
+    from pgpis.app.sources import checkpoint_data_root, load_catalog, resolve_root
+    from pgpis.app.ui import build_app
+    from pgpis.inference.pipeline import load_pipeline
+
+    pipe = load_pipeline(args.checkpoint, device=args.device, fusion_model=args.fusion_model)
+    stored = args.root or checkpoint_data_root(args.checkpoint)
+    root = resolve_root(stored, args.checkpoint)
+    if args.root is not None and root is None:
+        raise DataFormatError(Problem(args.root, "--root is not a folder",
+                                      "give the DeepFashion copy to pick test sources and poses from"))
+    if root is None and stored is not None:
+        print(f"pgpis app: the checkpoint's dataset {stored} is not here; test sources and poses are off "
+              "(pass --root DIR to offer them)", file=sys.stderr)
+    catalog = load_catalog(root, parsing=pipe.needs_parsing, limit=args.max_choices) if root else None
+    demo = build_app(pipe, catalog, checkpoint=str(Path(args.checkpoint)), estimator=find_pose_estimator())
+    print(f"pgpis app: {pipe.kind} on {pipe.device}, serving http://{args.host}:{args.port}", flush=True)
+    return demo
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     missing = _gradio_missing()
     if missing:
         print(missing, file=sys.stderr)
         return 2
-    from pgpis.app.generate import find_pose_estimator
-    from pgpis.app.sources import checkpoint_data_root, load_catalog, resolve_root
-    from pgpis.app.ui import build_app, launch
-    from pgpis.inference.pipeline import load_pipeline
+    from pgpis.app.ui import launch
 
     try:
-        pipe = load_pipeline(args.checkpoint, device=args.device, fusion_model=args.fusion_model)
-        stored = args.root or checkpoint_data_root(args.checkpoint)
-        root = resolve_root(stored, args.checkpoint)
-        if args.root is not None and root is None:
-            print(f"pgpis app: --root {args.root} is not a folder; give the DeepFashion copy to pick test images from",
-                  file=sys.stderr)
-            return 2
-        if root is None and stored is not None:
-            print(f"pgpis app: the checkpoint's dataset {stored} is not here; test sources and poses are off "
-                  "(pass --root DIR to offer them)", file=sys.stderr)
-        catalog = load_catalog(root, parsing=pipe.needs_parsing, limit=args.max_choices) if root else None
+        demo = build(args)
     except PgpisError as err:
         print(f"pgpis app: {err}", file=sys.stderr)
         return 1
-    demo = build_app(pipe, catalog, checkpoint=str(Path(args.checkpoint)), estimator=find_pose_estimator())
-    print(f"pgpis app: {pipe.kind} on {pipe.device}, serving http://{args.host}:{args.port}", flush=True)
-    launch(demo, host=args.host, port=args.port)
+    launch(demo, host=args.host, port=args.port)  # blocks until Ctrl+C
     return 0
 
 
-__all__ = ["main", "parser"]
+__all__ = ["main", "build", "parser"]
