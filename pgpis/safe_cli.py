@@ -25,6 +25,13 @@ def pop_trust_flag(args: Optional[Sequence[str]]) -> tuple[Optional[list[str]], 
     return [a for a in argv if a != TRUST_FLAG], True
 
 
+def _first_rank() -> bool:
+    """True on the process that checks CRCs: global rank 0 (``RANK``/``SLURM_PROCID``, set by torchrun, SLURM and
+    Lightning's launcher). Every rank still refuses unsafe files (a cheap memory-mapped read); reading the whole
+    file once more per rank for its CRCs would multiply the I/O of a resume by the number of processes."""
+    return all(os.environ.get(var, "0") == "0" for var in ("RANK", "SLURM_PROCID"))
+
+
 def _hparams(ckpt: Any) -> dict[str, Any]:
     return dict(ckpt.get("hyper_parameters") or {}) if isinstance(ckpt, dict) else {}
 
@@ -52,7 +59,7 @@ class SafeCheckpointCLI(LightningCLI):
         ckpt = self._ckpt_file()
         if ckpt is not None and self._weights_only(self.config[self.config.subcommand].get("weights_only")):
             # the named error before Lightning reads the file; memory-mapped, and only the config is kept
-            self._ckpt_hparams = _hparams(load_checkpoint(ckpt, mmap=True))
+            self._ckpt_hparams = _hparams(load_checkpoint(ckpt, mmap=True, verify=_first_rank()))
 
     def _ckpt_file(self) -> Optional[Path]:
         """``--ckpt_path`` when it names a file (``last``/``hpc``/URLs are Lightning's, read weights-only)."""
@@ -97,7 +104,7 @@ class SafeCheckpointCLI(LightningCLI):
 
         def checked_load(path: Any, *args: Any, **kwargs: Any) -> Any:
             if isinstance(path, (str, os.PathLike)) and Path(path).is_file() and Path(path) != checked:
-                load_checkpoint(path, mmap=True)
+                load_checkpoint(path, mmap=True, verify=_first_rank())
             return load(path, *args, **kwargs)
 
         io.load_checkpoint = checked_load
