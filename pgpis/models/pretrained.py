@@ -109,7 +109,7 @@ def stage1_export_advice(path: str | os.PathLike) -> str:
     paper = "experiments/deepfashion/ipf.yaml" + (" --config experiments/phoenix/ipf.yaml" if phoenix else "")
     return (f"expected config.json and model.safetensors in that folder, written by stage 1 (IPF): run "
             f"`{make} CONFIG=\"{paper}\" ARGS=\"--data.root DIR\"` for the paper run (`{make}` alone trains the "
-            "tiny preset on synthetic data), or point the config key at an exported folder")
+            "tiny preset on synthetic data), or point the config key `fusion_model` at an exported folder")
 
 
 def load_pretrained(
