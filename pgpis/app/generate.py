@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, Protocol, Union
 import numpy as np
 from PIL import Image
 
-from pgpis.app.sources import TestCatalog
+from pgpis.app.sources import Catalog
 from pgpis.inference.pipeline import Pipeline
 from pgpis.inference.poses import TargetPose, load_target_pose
 
@@ -94,7 +94,7 @@ def _need(value: Any, what: str) -> Any:
     return value
 
 
-def resolve_source(pipe: Pipeline, catalog: Optional[TestCatalog], req: Request
+def resolve_source(pipe: Pipeline, catalog: Optional[Catalog], req: Request
                    ) -> tuple[Union[Image.Image, str], Any, Any]:
     """(photo, parsing map or None, source keypoints or None), only what the pipeline needs."""
     need = needs(pipe)
@@ -119,7 +119,7 @@ def resolve_source(pipe: Pipeline, catalog: Optional[TestCatalog], req: Request
     return image, parsing, pose
 
 
-def resolve_pose(catalog: Optional[TestCatalog], req: Request,
+def resolve_pose(catalog: Optional[Catalog], req: Request,
                  estimator: Optional[PoseEstimator] = None) -> TargetPose:
     """The target pose from the chosen test image, an uploaded keypoint file or (with an estimator) a photo."""
     if req.pose_mode == POSE_PICK:
@@ -151,7 +151,7 @@ def default_guidance(pipe: Pipeline) -> tuple[float, ...]:
     return (float(getattr(policy, "scale", 1.0)),)
 
 
-def generate(pipe: Pipeline, catalog: Optional[TestCatalog], req: Request,
+def generate(pipe: Pipeline, catalog: Optional[Catalog], req: Request,
              progress: Optional[Callable[[int, int], None]] = None,
              estimator: Optional[PoseEstimator] = None) -> Result:
     """Run the pipeline on what the user chose; `progress(done, total)` is called after every denoising step."""

@@ -21,7 +21,7 @@ SPLIT = "test"
 
 
 @dataclass(frozen=True)
-class TestCatalog:
+class Catalog:
     """Test-split source images (with parsing and keypoints) and target poses, by canonical image name."""
 
     root: Path
@@ -54,7 +54,7 @@ def _spread(names: list[str], limit: int) -> list[str]:
     return [names[i] for i in sorted(set(picks.tolist()))]
 
 
-def load_catalog(root: Union[str, os.PathLike], *, parsing: bool, limit: int = 200) -> TestCatalog:
+def load_catalog(root: Union[str, os.PathLike], *, parsing: bool, limit: int = 200) -> Catalog:
     """The test split of the DeepFashion copy at `root`; `parsing` checks that every source has its parsing map.
 
     Raises :class:`pgpis.errors.DataFormatError` naming the file and the fix when the copy is malformed.
@@ -65,7 +65,7 @@ def load_catalog(root: Union[str, os.PathLike], *, parsing: bool, limit: int = 2
     sources = _spread(sorted({s for s, _ in pairs}), limit)
     poses = _spread(sorted({t for _, t in pairs}), limit)
     first = next(((s, t) for s, t in pairs if s in sources and t in poses), None)
-    return TestCatalog(root=root, index=index, sources=sources, poses=poses, first_pair=first)
+    return Catalog(root=root, index=index, sources=sources, poses=poses, first_pair=first)
 
 
 def resolve_root(root: Union[str, os.PathLike, None], checkpoint: Union[str, os.PathLike]) -> Optional[Path]:
@@ -101,4 +101,4 @@ def checkpoint_data_root(checkpoint: Union[str, os.PathLike]) -> Optional[str]:
     return None if root is None else str(root)
 
 
-__all__ = ["TestCatalog", "load_catalog", "resolve_root", "checkpoint_data_root", "SPLIT"]
+__all__ = ["Catalog", "load_catalog", "resolve_root", "checkpoint_data_root", "SPLIT"]

@@ -13,7 +13,7 @@ import gradio as gr
 from PIL import Image
 
 from pgpis.app import generate as gen
-from pgpis.app.sources import TestCatalog
+from pgpis.app.sources import Catalog
 from pgpis.errors import PgpisError
 from pgpis.inference.pipeline import Pipeline
 from pgpis.inference.poses import load_target_pose
@@ -24,11 +24,16 @@ TITLE = "pgpis: pose-guided person image synthesis"
 
 def _user_error(err: Exception) -> gr.Error:
     """A pgpis / input error as the red message box Gradio shows (the message says what to fix)."""
-    message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-    return gr.Error(f"{type(err).__name__}: {message}" if not isinstance(err, (ValueError, PgpisError)) else str(message))
+    if isinstance(err, KeyError) and err.args:
+        message = str(err.args[0])  # str(KeyError) would quote the message
+    elif isinstance(err, (ValueError, PgpisError)):
+        message = str(err)
+    else:
+        message = f"{type(err).__name__}: {err}"
+    return gr.Error(message)
 
 
-def _header(pipe: Pipeline, checkpoint: str, catalog: Optional[TestCatalog]) -> str:
+def _header(pipe: Pipeline, checkpoint: str, catalog: Optional[Catalog]) -> str:
     h, w = pipe.image_size
     data = (f"test split of `{catalog.root}` ({len(catalog.sources)} sources, {len(catalog.poses)} poses)"
             if catalog is not None else "none (start with `--root DIR` to pick test sources and poses)")
@@ -36,7 +41,7 @@ def _header(pipe: Pipeline, checkpoint: str, catalog: Optional[TestCatalog]) -> 
             f"{pipe.device.type.upper()}{' (EMA weights)' if pipe.ema else ''}. Dataset: {data}.")
 
 
-def build_app(pipe: Pipeline, catalog: Optional[TestCatalog] = None, *, checkpoint: str = "",
+def build_app(pipe: Pipeline, catalog: Optional[Catalog] = None, *, checkpoint: str = "",
               estimator: Optional[gen.PoseEstimator] = None) -> gr.Blocks:
     """The demo page for one loaded pipeline; `catalog` offers test sources and poses, `estimator` poses from photos."""
     needs = gen.needs(pipe)
