@@ -21,18 +21,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-CHROMIUM = os.environ.get("PGPIS_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+from pgpis.app.screenshot import CHROMIUM, INSTALL_HINT  # no gradio or playwright import: the checks below say
+
 GENERATE_MS = 180_000
 
 
 def _require_browser_stack() -> None:
     """Fail (never skip) with the fix when the browser or a package is missing."""
     if not Path(CHROMIUM).is_file():
-        pytest.fail(f"the browser test needs Debian's Chromium at {CHROMIUM}: install it with "
-                    "`apt-get update && apt-get install -y chromium` (as root; CI does it in .ci/run), "
-                    "or point PGPIS_CHROMIUM at a Chromium binary")
+        pytest.fail(f"the browser test needs Debian's Chromium at {CHROMIUM}: {INSTALL_HINT} (CI installs it in "
+                    ".ci/run)")
     for module in ("gradio", "playwright"):
         try:
             __import__(module)
@@ -73,10 +71,10 @@ def browser_page(tmp_path: Path):
     _require_browser_stack()
     from playwright.sync_api import sync_playwright
 
+    from pgpis.app.screenshot import open_browser
+
     with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900})
+        context = open_browser(p, tmp_path / "chromium-profile")
         try:
             yield context.new_page()
         finally:
@@ -211,3 +209,15 @@ def test_app_cli_missing_checkpoint_names_it(tmp_path, capsys):
     assert main(["app", "--checkpoint", str(missing)]) == 1
     err = capsys.readouterr().err
     assert str(missing) in err and "pgpis fit" in err, err
+
+
+def test_app_cli_screenshot(tiny_ldm_checkpoints, tmp_path):
+    """`pgpis app --screenshot PNG`: serve, click Generate once in headless Chromium, save the page, exit 0."""
+    _require_browser_stack()
+    from pgpis.cli import main
+
+    out = tmp_path / "docs" / "app.png"
+    assert main(["app", "--checkpoint", str(tiny_ldm_checkpoints["fpdm"]), "--port", str(_free_port()),
+                 "--device", "cpu", "--screenshot", str(out)]) == 0
+    with Image.open(out) as shot:
+        assert shot.format == "PNG" and shot.width >= 1000 and shot.height >= 600, (shot.format, shot.size)

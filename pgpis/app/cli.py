@@ -22,6 +22,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--fusion-model", default=None, help="FPDM checkpoints: the IPF export folder if it moved")
     p.add_argument("--max-choices", type=int, default=200, help="at most this many test sources / poses in the lists")
+    p.add_argument("--screenshot", default=None, metavar="PNG",
+                   help="instead of serving until Ctrl+C: click Generate once in headless Chromium, save the page "
+                        "to PNG and exit (e.g. docs/images/app.png)")
     return p
 
 
@@ -71,7 +74,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except PgpisError as err:
         print(f"pgpis app: {err}", file=sys.stderr)
         return 1
-    launch(demo, host=args.host, port=args.port)  # blocks until Ctrl+C
+    if args.screenshot is None:
+        launch(demo, host=args.host, port=args.port)  # blocks until Ctrl+C
+        return 0
+    from pgpis.app.screenshot import capture
+
+    _, url, _ = launch(demo, host=args.host, port=args.port, prevent_thread_lock=True, quiet=True)
+    try:
+        out = capture(url, args.screenshot)
+    except (FileNotFoundError, ImportError) as err:
+        print(f"pgpis app: {err}", file=sys.stderr)
+        return 2
+    finally:
+        demo.close()
+    print(f"pgpis app: wrote {out}")
     return 0
 
 
