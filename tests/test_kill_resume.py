@@ -93,6 +93,46 @@ def test_presets_save_step_checkpoints_atomically_and_stop_cleanly():
             assert "pgpis.training.AtomicCheckpointIO" in plugins, f"{path}: trainer.plugins"
 
 
+# ----------------------------------------------------------------------------- the training loader
+def _batches(loader, n: int) -> list[tuple[list[str], torch.Tensor]]:
+    out = []
+    for batch in loader:
+        out.append((list(batch["source_name"]), torch.cat([batch["target"], batch["target_pose"]], 1)))
+        if len(out) == n:
+            break
+    return out
+
+
+def test_a_restored_training_loader_continues_the_same_batches_and_augmentations(synthetic_root):
+    from pgpis.data.deepfashion import DeepFashionDataModule
+
+    def datamodule() -> DeepFashionDataModule:
+        return DeepFashionDataModule(str(synthetic_root), image_size=(32, 24), batch_size=8, num_workers=0,
+                                     val_identities=2, flip_prob=0.5, keypoint_jitter=1.0)
+
+    straight = datamodule().train_dataloader()
+    straight.sampler.set_epoch(1)
+    expected = _batches(straight, 5)
+
+    first = datamodule().train_dataloader()
+    first.sampler.set_epoch(1)
+    _batches(first, 2)
+    state = first.state_dict()
+    torch.manual_seed(123)  # whatever the global RNG holds after a restart must not matter
+    again = datamodule()
+    again.load_state_dict({"shuffle_seed": 0})
+    resumed = again.train_dataloader()
+    resumed.sampler.set_epoch(1)
+    resumed.load_state_dict(state)
+    got = _batches(resumed, 3)
+    assert [names for names, _ in got] == [names for names, _ in expected[2:]]
+    for (_, a), (_, b) in zip(got, expected[2:]):
+        assert torch.equal(a, b)  # the same flips and keypoint jitter
+    other_epoch = datamodule().train_dataloader()
+    other_epoch.sampler.set_epoch(2)
+    assert _batches(other_epoch, 1)[0][0] != expected[0][0]  # a new permutation each epoch
+
+
 # ----------------------------------------------------------------------------- DDP kill and resume
 def _config(root: Path, out: Path) -> Path:
     """experiments/tiny/fpdm.yaml (its resume wiring, EMA, schedule, condition dropout) at a test size."""

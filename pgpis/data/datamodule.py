@@ -94,8 +94,8 @@ class SeededItems(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, key: SampleKey) -> Any:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(key.seed)
+        with torch.random.fork_rng(devices=[]):  # CPU state saved and restored; CUDA generators untouched
+            torch.default_generator.manual_seed(key.seed)
             return self.dataset[key.index]
 
 
