@@ -5,8 +5,14 @@
   (:func:`pgpis.metrics.states.my_batches`): every pair is generated exactly
   once, with no ``DistributedSampler`` padding duplicates; per-sample seeds
   (from ``pair_index``) make a file independent of batch and rank.
-* Resumable: pairs whose file exists are skipped (delete the folder, or set
-  ``overwrite``, to regenerate).
+* Resumable after a kill (:mod:`pgpis.output_files`): files are written atomically
+  (temp file + ``os.replace``); on a re-run valid files are kept, missing ones
+  generated, and truncated or unreadable ones (a crash, an older non-atomic
+  writer) regenerated. A fixed batch with anything to write is generated whole
+  and only its missing/damaged files are written, so a resumed split equals an
+  uninterrupted run pixel for pixel; a pair listed twice is written once. The
+  log and ``metrics_path`` (``files``) say how many were kept, regenerated and
+  generated (summed over ranks). Set ``overwrite`` to regenerate everything.
 * After a barrier, every rank scores its share of the files (read back from
   disk, so skipped files count) with :class:`~pgpis.callbacks.metrics.PairMetrics`
   next to the copy-source and background-only baselines; the gather is a
@@ -21,7 +27,7 @@ It runs at the end of ``pgpis test`` (``on_test_epoch_end``) and, with
 from __future__ import annotations
 
 import json
-import os
+import logging
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -31,7 +37,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from pgpis.callbacks.metrics import SSIM_DESCRIPTION, PairMetrics, format_table
 from pgpis.diffusion.core import move_batch
@@ -40,17 +46,18 @@ from pgpis.diffusion.sampler import Sampler
 from pgpis.grids import DEFAULT_MIN_CELL_HEIGHT, upscale_factor, upscale_nearest
 from pgpis.metrics.pairs import generated_name
 from pgpis.metrics.states import my_batches, rank_and_world
+from pgpis.output_files import SplitPlan, plan_split, write_image
+
+log = logging.getLogger(__name__)
 
 
 def save_png(image: Tensor, path: Path, scale: int = 1) -> None:
-    """[3, H, W] in [-1, 1] -> 8-bit RGB PNG (written atomically, so an interrupted run leaves no half file).
+    """[3, H, W] in [-1, 1] -> 8-bit RGB PNG, written atomically (:func:`pgpis.output_files.write_image`).
 
     `scale` > 1 upscales with nearest neighbour after quantising (grids only; samples stay at native size).
     """
     arr = ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-    tmp = path.with_name(path.name + ".tmp")
-    upscale_nearest(Image.fromarray(arr), scale).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    write_image(upscale_nearest(Image.fromarray(arr), scale), path)
 
 
 def load_png(path: Path) -> Tensor:
@@ -125,6 +132,7 @@ class DDIMInference(pl.Callback):
         self.grid_pairs, self.after_fit, self.overwrite, self.protocol = grid_pairs, after_fit, overwrite, protocol
         self.min_cell_height = int(min_cell_height)
         self.results: dict[str, Any] | None = None
+        self.plan: SplitPlan | None = None  # this rank's last generation plan (kept / regenerated / generated)
 
     # ------------------------------------------------------------------ hooks
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -139,36 +147,45 @@ class DDIMInference(pl.Callback):
     def _names(item: dict[str, Any]) -> tuple[str, str]:
         return str(item["source_name"]), str(item["target_name"])
 
-    def _batches(self, dataset: Dataset, collate, indices: Sequence[int]):
-        loader = DataLoader(Subset(dataset, list(indices)), batch_size=self.batch_size, collate_fn=collate)
-        start = 0
-        for batch in loader:
-            n = len(batch["source_name"])
-            yield list(indices[start:start + n]), batch
-            start += n
+    @staticmethod
+    def _batches(dataset: Dataset, collate, batches: Sequence[range]):
+        """(indices, batch) for each of the given fixed batches, composed exactly as listed."""
+        loader = DataLoader(dataset, batch_sampler=[list(r) for r in batches], collate_fn=collate)
+        for r, batch in zip(batches, loader):
+            yield list(r), batch
 
     @torch.no_grad()
     def generate(self, pl_module, dataset: Dataset, collate, n: int) -> int:
-        """Generate this rank's missing files; returns how many were written."""
+        """Generate this rank's missing and damaged files (see :func:`pgpis.output_files.plan_split`).
+
+        Returns how many files were written; ``self.plan`` holds the kept / regenerated / generated counts.
+        """
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        mine = [i for r in my_batches(n, self.batch_size) for i in r]
-        todo = [i for i in mine if self.overwrite or not (self.output_dir / self._file(dataset, i)).exists()]
+        paths = [self.output_dir / self._file(dataset, i) for i in range(n)]  # all: a duplicate's owner is global
+        size = tuple(int(v) for v in dataset[0]["target"].shape[-2:]) if n else None
+        plan = self.plan = plan_split(paths, my_batches(n, self.batch_size), overwrite=self.overwrite, size=size)
+        redone = {i: why for i, why in plan.write.items() if why not in ("missing", "overwrite")}
+        for i, why in sorted(redone.items()):
+            log.warning("DDIMInference: regenerating %s: %s", paths[i], why)
         was_training = pl_module.training
         pl_module.eval()
-        written = 0
-        for idx, batch in self._batches(dataset, collate, todo):
+        for idx, batch in self._batches(dataset, collate, plan.batches):
+            if "pair_index" not in batch:  # the per-sample seeds come from it: same image whatever else is redone
+                batch["pair_index"] = torch.as_tensor(idx)
             batch = move_batch(batch, pl_module.device)
             images = pl_module.generate(batch, guidance=self.guidance, sampler=self.sampler)
-            for img, s, t in zip(images, batch["source_name"], batch["target_name"]):
-                save_png(img, self.output_dir / generated_name(s, t))
-                written += 1
+            for i, img in zip(idx, images):
+                if i in plan.write:
+                    save_png(img, paths[i])
         pl_module.train(was_training)
-        return written
+        return len(plan.write)
 
     def _file(self, dataset: Dataset, i: int) -> str:
         pairs = getattr(dataset, "pairs", None)  # DeepFashionDataset keeps (source, target) names: no image load
         if pairs is not None:
             s, t = pairs[i]
+        elif callable(getattr(dataset, "names", None)):  # PhoenixDataset
+            s, t = dataset.names(i)
         else:
             s, t = self._names(dataset[i])
         return generated_name(s, t)
@@ -177,10 +194,10 @@ class DDIMInference(pl.Callback):
     def score(self, pl_module, dataset: Dataset, collate, n: int) -> dict[str, Any]:
         """Metrics of the files on disk vs the targets, with the baselines (collective)."""
         metrics = PairMetrics().to(pl_module.device)
-        indices = [i for r in my_batches(n, self.batch_size) for i in r]
-        if not indices:
+        batches = my_batches(n, self.batch_size)
+        if not batches:
             metrics.update_empty()
-        for idx, batch in self._batches(dataset, collate, indices):
+        for idx, batch in self._batches(dataset, collate, batches):
             batch = move_batch(batch, pl_module.device)
             preds = torch.stack([load_png(self.output_dir / generated_name(s, t))
                                  for s, t in zip(batch["source_name"], batch["target_name"])]).to(pl_module.device)
@@ -209,9 +226,11 @@ class DDIMInference(pl.Callback):
     def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         dataset, collate = eval_dataset(trainer, self.split)
         n = len(dataset) if self.max_pairs is None else min(len(dataset), int(self.max_pairs))
-        written = self.generate(pl_module, dataset, collate, n)
+        self.generate(pl_module, dataset, collate, n)
+        files = self._total_counts(trainer, pl_module)
         trainer.strategy.barrier("ddim_inference_generated")
         results: dict[str, Any] = self.score(pl_module, dataset, collate, n)
+        results["files"] = files
         results["settings"] = {
             "split": self.split, "n_pairs": n, "image_size": list(dataset[0]["target"].shape[-2:]),
             "ssim": SSIM_DESCRIPTION, "fg_psnr": "PSNR over the target's parsing foreground (parsing != 0)",
@@ -230,14 +249,24 @@ class DDIMInference(pl.Callback):
                 self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
                 self.metrics_path.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
         table = format_table({k: v for k, v in results.items() if k in ("samples", "copy_source", "background_only")})
-        rank_zero_info(f"DDIMInference: {n} pairs of '{self.split}' in {self.output_dir} "
-                       f"({written} generated on rank 0 this run)\n{table}")
+        rank_zero_info(f"DDIMInference: {n} pairs of '{self.split}' in {self.output_dir}: {files['kept']} kept, "
+                       f"{files['regenerated']} regenerated (damaged or overwrite), {files['generated']} generated"
+                       + (f", {files['duplicates']} duplicate pairs written once" if files["duplicates"] else "")
+                       + f"\n{table}")
         for name in ("samples", "copy_source", "background_only"):
             for m in ("ssim", "psnr", "fg_psnr"):
                 if results[name].get(m) is not None and trainer.logger is not None:
                     trainer.logger.log_metrics({f"{self.split}_{name}/{m}": results[name][m]}, step=trainer.global_step)
         self.results = results
         return results
+
+    def _total_counts(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, int]:
+        """The plan's counts summed over ranks (a collective every rank joins)."""
+        assert self.plan is not None
+        keys = ("kept", "regenerated", "generated", "duplicates")
+        mine = torch.tensor([self.plan.counts()[k] for k in keys], dtype=torch.long, device=pl_module.device)
+        total = trainer.strategy.reduce(mine, reduce_op="sum")
+        return dict(zip(keys, (int(v) for v in total.tolist())))
 
     def _protocol_metrics(self, trainer: pl.Trainer) -> dict[str, Any]:
         from pgpis.metrics.evaluate import evaluate_deepfashion

@@ -15,6 +15,9 @@ DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16
           "float16": "float16", "fp16": "float16"}
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
 def _dtype(name: Optional[str]):
     import torch
 
@@ -58,7 +61,8 @@ def generate_main(argv: Sequence[str]) -> int:
         prog="pgpis generate",
         description="Generate the source person in a target pose with a trained FPDM or TruePose model. One image: "
                     "--source IMG --pose POSE --out OUT.png. Many: --pairs pairs.csv --root DATA --out DIR "
-                    "(writes <source stem>_to_<target stem>.png).")
+                    "(writes <source stem>_to_<target stem>.png; a re-run after a kill keeps the valid files, "
+                    "regenerates truncated ones and generates the rest, the same images as an uninterrupted run).")
     parser.add_argument("--checkpoint", required=True, help="`pgpis fit` checkpoint (.ckpt) or `pgpis export` folder")
     parser.add_argument("--source", help="source person image")
     parser.add_argument("--pose", help="target pose: keypoint file (.txt PCDMs, .csv CFLD annotation[#name], .json "
@@ -76,6 +80,8 @@ def generate_main(argv: Sequence[str]) -> int:
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's sampler)")
     parser.add_argument("--scheduler", default=None, help="diffusers scheduler class, e.g. DDIMScheduler")
     parser.add_argument("--seed", type=int, default=0, help="base seed (pair i of --pairs uses seed + i)")
+    parser.add_argument("--overwrite", action="store_true", help="--pairs: regenerate files that already exist "
+                                                                 "(default: keep valid ones, resume the rest)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="weights precision (bf16/fp16 on GPU)")
@@ -89,9 +95,16 @@ def generate_main(argv: Sequence[str]) -> int:
         parser.error("--source and --pose go together")
     if args.pairs and not args.root:
         parser.error("--pairs needs --root (the dataset the names refer to)")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be 1 or more, got {args.batch_size}")
+    if single and Path(args.out).suffix.lower() not in IMAGE_SUFFIXES:
+        parser.error(f"--out {args.out}: give an image file name ending in .png (or {', '.join(IMAGE_SUFFIXES[1:])})")
+    if args.overwrite and not args.pairs:
+        parser.error("--overwrite is for --pairs (one image always overwrites --out)")
     if args.pairs and (args.parsing or args.source_pose):
         parser.error("--parsing / --source-pose are for one image; with --pairs they come from --root")
     from pgpis.inference.pipeline import load_pipeline
+    from pgpis.output_files import write_image
 
     pipe = load_pipeline(args.checkpoint, device=args.device, dtype=_dtype(args.dtype), fusion_model=args.fusion_model,
                          trust_checkpoint=args.trust_checkpoint)
@@ -103,20 +116,28 @@ def generate_main(argv: Sequence[str]) -> int:
                                   seed=args.seed, progress=True, **common)
             out = Path(args.out)
             out.parent.mkdir(parents=True, exist_ok=True)
-            image.save(out)
+            write_image(image, out)
             print(f"wrote {out}")
             return 0
         return _generate_pairs(pipe, Path(args.pairs), Path(args.root), Path(args.out), args.seed, args.batch_size,
-                               common)
+                               common, overwrite=args.overwrite)
     except MissingInputError as err:  # what the checkpoint needs and how to give it; no traceback
         print(f"pgpis generate: {err}", file=sys.stderr)
         return 2
 
 
-def _generate_pairs(pipe, pairs_file: Path, root: Path, out_dir: Path, seed: int, batch_size: int, common: dict) -> int:
+def _generate_pairs(pipe, pairs_file: Path, root: Path, out_dir: Path, seed: int, batch_size: int, common: dict,
+                    overwrite: bool = False) -> int:
+    """Generate every pair to `out_dir`, resumably: fixed batches of `batch_size`, pair i seeded ``seed + i``.
+
+    A batch with a missing or damaged file is generated whole (same batch as an uninterrupted run, so the same
+    pixels) and only those files are written (:func:`pgpis.output_files.plan_split`).
+    """
     from tqdm.auto import tqdm
 
-    from pgpis.data.layouts import read_deepfashion_index, stem
+    from pgpis.data.layouts import read_deepfashion_index
+    from pgpis.metrics.pairs import generated_name
+    from pgpis.output_files import plan_split, summary, write_image
 
     needs = pipe.needs  # the source's parsing map and keypoints come from the dataset when the model reads them
     index = read_deepfashion_index(root, parsing="source_parsing" in needs)
@@ -127,20 +148,24 @@ def _generate_pairs(pipe, pairs_file: Path, root: Path, out_dir: Path, seed: int
     if unknown:
         raise DataFormatError(unknown)
     out_dir.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=len(pairs), desc="pairs", unit="img")
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start : start + batch_size]
+    paths = [out_dir / generated_name(s, t) for s, t in pairs]
+    batches = [range(b, min(b + batch_size, len(pairs))) for b in range(0, len(pairs), batch_size)]
+    plan = plan_split(paths, batches, overwrite=overwrite, size=pipe.image_size)
+    bar = tqdm(total=len(plan.write), desc="pairs", unit="img")
+    for r in plan.batches:
+        chunk = [pairs[i] for i in r]
         sources = [index.image_path(s) for s, _ in chunk]
         poses = [index.keypoints[t] for _, t in chunk]
         parsing = [index.parsing_path(s) for s, _ in chunk] if "source_parsing" in needs else None
         source_poses = [index.keypoints[s] for s, _ in chunk] if "source_pose" in needs else None
         images = pipe.generate(sources, poses, source_parsing=parsing, source_pose=source_poses,
-                               seed=[seed + start + i for i in range(len(chunk))], **common)
-        for (s, t), image in zip(chunk, images if isinstance(images, list) else [images]):
-            image.save(out_dir / f"{stem(s)}_to_{stem(t)}.png")
-        bar.update(len(chunk))
+                               seed=[seed + i for i in r], **common)
+        for i, image in zip(r, images if isinstance(images, list) else [images]):
+            if i in plan.write:
+                write_image(image, paths[i])
+                bar.update(1)
     bar.close()
-    print(f"wrote {len(pairs)} images to {out_dir}")
+    print(f"{len(pairs)} pairs -> {summary(plan, paths, out_dir)}")
     return 0
 
 
