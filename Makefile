@@ -16,8 +16,11 @@ SYNTH_ARGS ?= --identities 300 --poses 4 --seed 0
 CONFIG   ?=
 ARGS     ?=
 # Hub access: the tests and the tiny presets run offline (all they need is local); a paper run
-# (CONFIG=experiments/deepfashion/... or experiments/phoenix/...) may download. Your own value wins.
-ifeq ($(filter experiments/deepfashion/% experiments/phoenix/%,$(CONFIG)),)
+# (CONFIG=, IPF_CONFIG=, LDM_CONFIG= or TRUEPOSE_CONFIG= naming experiments/deepfashion/... or
+# experiments/phoenix/...) may download. Your own value wins.
+PAPER_CONFIGS = $(filter experiments/deepfashion/% experiments/phoenix/%,$(CONFIG) $(IPF_CONFIG) $(LDM_CONFIG) \
+	$(TRUEPOSE_CONFIG) $(LDM_PHOENIX_CONFIG))
+ifeq ($(PAPER_CONFIGS),)
 export HF_HUB_OFFLINE ?= 1
 endif
 
@@ -133,7 +136,10 @@ LDM_OUT    ?= outputs/ldm
 ifneq ($(DATASET),phoenix)
 .PHONY: train-ldm
 train-ldm: $(STAMP) $(if $(filter experiments/tiny/%,$(LDM_CONFIG)),data) ## FPDM stage 2: fit (uses train-ipf's export), sample the test split -> outputs/ldm/{metrics.json,grid.png}, vs copy-source / background-only
-	@test -f $(IPF_OUT)/fusion_model/config.json || $(MAKE) train-ipf
+	@test -f $(IPF_OUT)/fusion_model/config.json || { if [ -n "$(filter-out experiments/tiny/%,$(LDM_CONFIG))" ]; then \
+	  echo "train-ldm: stage 1's export $(IPF_OUT)/fusion_model is missing; train it first with the matching IPF config," \
+	    "e.g. make train-ipf CONFIG=experiments/deepfashion/ipf.yaml ARGS=\"--data.root DIR\"" >&2; exit 2; \
+	  else $(MAKE) train-ipf CONFIG=; fi; }
 	rm -rf $(LDM_OUT)/tiny_fpdm $(LDM_OUT)/samples $(LDM_OUT)/metrics.json $(LDM_OUT)/grid.png
 	$(PGPIS) fit --config $(LDM_CONFIG) $(if $(filter experiments/tiny/%,$(LDM_CONFIG)),--data.root $(TRAIN_ROOT)) $(ARGS)
 	@$(PY) -c 'import sys; from pgpis.callbacks.metrics import main; sys.exit(main(sys.argv[1:]))' $(LDM_OUT)/metrics.json
