@@ -83,9 +83,10 @@ def test_presets_save_step_checkpoints_atomically_and_stop_cleanly():
         config = yaml.safe_load(path.read_text())
         trainer = config.get("trainer") or {}
         callbacks = {c["class_path"]: c.get("init_args", {}) for c in trainer.get("callbacks") or []}
-        if "lightning.pytorch.callbacks.ModelCheckpoint" not in callbacks:
+        assert "lightning.pytorch.callbacks.ModelCheckpoint" not in callbacks, f"{path}: use StepCheckpoint"
+        if "pgpis.callbacks.resume.StepCheckpoint" not in callbacks:
             continue  # an overlay that keeps its base preset's callbacks (e.g. experiments/phoenix/ipf.yaml)
-        every = callbacks["lightning.pytorch.callbacks.ModelCheckpoint"].get("every_n_train_steps")
+        every = callbacks["pgpis.callbacks.resume.StepCheckpoint"].get("every_n_train_steps")
         assert isinstance(every, int) and every > 0, f"{path}: ModelCheckpoint.every_n_train_steps"
         assert {"pgpis.callbacks.resume.StepSeed", "pgpis.callbacks.resume.StopOnSignal"} <= set(callbacks), path
         plugins = [p["class_path"] if isinstance(p, dict) else p for p in trainer.get("plugins") or []]
@@ -111,26 +112,77 @@ def test_a_restored_training_loader_continues_the_same_batches_and_augmentations
                                      val_identities=2, flip_prob=0.5, keypoint_jitter=1.0)
 
     straight = datamodule().train_dataloader()
-    straight.sampler.set_epoch(1)
     expected = _batches(straight, 5)
 
     first = datamodule().train_dataloader()
-    first.sampler.set_epoch(1)
     _batches(first, 2)
     state = first.state_dict()
     torch.manual_seed(123)  # whatever the global RNG holds after a restart must not matter
     again = datamodule()
     again.load_state_dict({"shuffle_seed": 0})
     resumed = again.train_dataloader()
-    resumed.sampler.set_epoch(1)
+    resumed.sampler.set_epoch(7)  # what Lightning sets is overridden by the loader's own pass number
     resumed.load_state_dict(state)
     got = _batches(resumed, 3)
     assert [names for names, _ in got] == [names for names, _ in expected[2:]]
     for (_, a), (_, b) in zip(got, expected[2:]):
         assert torch.equal(a, b)  # the same flips and keypoint jitter
-    other_epoch = datamodule().train_dataloader()
-    other_epoch.sampler.set_epoch(2)
-    assert _batches(other_epoch, 1)[0][0] != expected[0][0]  # a new permutation each epoch
+    next_pass = datamodule().train_dataloader()
+    assert len(_batches(next_pass, 10**6)) == len(next_pass)  # pass 0 to its end
+    assert _batches(next_pass, 1)[0][0] != expected[0][0]  # pass 1: a new permutation
+
+
+class _Killed(Exception):
+    pass
+
+
+class _Recorder(BoringModel):
+    """Records (epoch, global step, items) of every training batch; dies at global step `kill_at`."""
+
+    def __init__(self, kill_at: int | None = None):
+        super().__init__()
+        self.kill_at, self.seen = kill_at, []
+
+    def training_step(self, batch, batch_idx):
+        if self.global_step == self.kill_at:
+            raise _Killed
+        self.seen.append((self.current_epoch, self.global_step, batch[0].tolist()))
+        return self.layer(torch.ones(1, 32)).sum()
+
+    def train_dataloader(self):
+        from pgpis.data.datamodule import SeededItems, SeededShuffleSampler, TrainLoader
+
+        items = torch.utils.data.TensorDataset(torch.arange(8))
+        return TrainLoader(SeededItems(items), batch_size=2, sampler=SeededShuffleSampler(items, seed=0))
+
+
+def _record(out: Path, kill_at: int | None = None, ckpt: str | None = None) -> tuple[list, int]:
+    from pgpis.callbacks.resume import StepCheckpoint
+
+    model = _Recorder(kill_at)
+    trainer = Trainer(accelerator="cpu", max_epochs=4, logger=False, enable_progress_bar=False,
+                      enable_model_summary=False, limit_val_batches=0, default_root_dir=str(out),
+                      callbacks=[StepCheckpoint(dirpath=out, every_n_train_steps=2, save_last=True, save_top_k=0)])
+    try:
+        trainer.fit(model, ckpt_path=ckpt)
+    except _Killed:
+        pass
+    return model.seen, trainer.global_step
+
+
+@pytest.mark.parametrize("kills", [[5], [7], [5, 6], [9, 13]])
+def test_resumes_at_and_after_an_epochs_last_batch_keep_epochs_and_order(tmp_path, kills):
+    """4 batches per epoch, a save every 2 steps: steps 4, 8, 12 are epochs' last batches (Lightning would
+    mis-count the epoch on resume; StepCheckpoint defers those saves), several kills in one run."""
+    straight, steps = _record(tmp_path / "straight")
+    assert steps == 16 and torch.load(tmp_path / "straight" / "last.ckpt")["global_step"] == 16  # the end is saved
+    seen, ckpt = [], None
+    for kill_at in kills:
+        part, _ = _record(tmp_path / "killed", kill_at, ckpt)
+        seen, ckpt = seen + part, str(tmp_path / "killed" / "last.ckpt")
+    rest, steps = _record(tmp_path / "killed", None, ckpt)
+    trained = {step: (epoch, items) for epoch, step, items in seen + rest}  # a replayed step overwrites
+    assert steps == 16 and trained == {step: (epoch, items) for epoch, step, items in straight}
 
 
 # ----------------------------------------------------------------------------- DDP kill and resume
@@ -148,7 +200,7 @@ def _config(root: Path, out: Path) -> Path:
     trainer = cfg["trainer"]
     keep = ("StepSeed", "StopOnSignal", "EMAWeightAveraging")
     callbacks = [c for c in trainer["callbacks"] if c["class_path"].rsplit(".", 1)[-1] in keep]
-    checkpoint = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+    checkpoint = {"class_path": "pgpis.callbacks.resume.StepCheckpoint",
                   "init_args": {"dirpath": str(out / "ckpt"), "filename": "{step}", "every_n_train_steps": EVERY,
                                 "save_last": True, "save_top_k": -1}}
     trainer.update(devices=2, strategy="ddp", max_steps=MAX_STEPS, logger=False, enable_progress_bar=False,

@@ -1,4 +1,4 @@
-"""Training that survives being killed: per-step RNG seeds and a checkpoint on SIGTERM.
+"""Training that survives being killed: step checkpoints, per-step RNG seeds and a checkpoint on SIGTERM.
 
 Lightning restores weights, optimiser, schedulers, loops, callbacks and (with a stateful
 loader, :mod:`pgpis.data.datamodule`) the loader's position, but not the RNG. The diffusion
@@ -8,7 +8,7 @@ code on torch's global RNG draw from a state that, after a resume, is whatever
 ``seed_everything`` and start-up left there.
 
 :class:`StepSeed` seeds torch, numpy and ``random`` before every training batch from
-(seed, epoch, batch index, rank), the core's approach extended to the global RNG. We chose this
+(seed, global step, batch index, rank), the core's approach extended to the global RNG. We chose this
 over saving and restoring RNG states in the checkpoint because it is exact by construction and
 stateless: nothing has to be gathered from every rank at save time, and whatever else draws
 between steps (loader prefetching, validation, sample grids) cannot shift the training stream.
@@ -52,13 +52,53 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 
-def step_seed(seed: int, epoch: int, batch_idx: int, rank: int) -> int:
+def step_seed(seed: int, step: int, batch_idx: int, rank: int) -> int:
     """A well-mixed 63-bit seed for one training batch of one rank."""
-    return int(np.random.SeedSequence([seed, epoch, batch_idx, rank]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    return int(np.random.SeedSequence([seed, step, batch_idx, rank]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` for step intervals (``every_n_train_steps``) that resume exactly, and that keep the end.
+
+    Two gaps of Lightning 2.6's own callback with a step interval, both measured (tests/test_kill_resume.py):
+
+    * a save that lands on an epoch's *last* batch resumes into mis-counted epochs (the fit loop counts
+      that epoch as done on restore and again when its empty remainder ends; with ``max_epochs`` a
+      resumed run trained an extra epoch). Such a save is deferred to the next batch, inside the next
+      epoch, where resuming is exact;
+    * with a step interval it writes nothing when training ends (``on_train_end`` saves only if nothing
+      was ever saved), so ``last.ckpt`` missed the steps after the last multiple of N. Here the end of
+      training is always saved.
+    """
+
+    _deferred = False
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        due = self._every_n_train_steps >= 1 and trainer.global_step % self._every_n_train_steps == 0
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            self._deferred = self._deferred or due
+            return
+        if self._deferred and not self._should_skip_saving_checkpoint(trainer):
+            self._deferred = False
+            self._save_now(trainer)
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._last_global_step_saved != trainer.global_step and not bool(trainer.fast_dev_run):
+            self._save_now(trainer)
+        super().on_train_end(trainer, pl_module)
+
+    def _save_now(self, trainer: pl.Trainer) -> None:
+        """What ``ModelCheckpoint.on_train_batch_end`` does once an interval is due (top-k, then last)."""
+        candidates = self._monitor_candidates(trainer)
+        self._save_topk_checkpoint(trainer, candidates)
+        self._save_last_checkpoint(trainer, candidates)
 
 
 class StepSeed(Callback):
-    """Seeds torch (CPU and CUDA), numpy and ``random`` before each training batch from (seed, epoch, batch, rank).
+    """Seeds torch (CPU and CUDA), numpy and ``random`` before each training batch from (seed, step, batch, rank).
 
     Args:
         seed: base seed; None takes Lightning's global seed (``seed_everything``, ``PL_GLOBAL_SEED``; 0 if unset).
@@ -74,7 +114,9 @@ class StepSeed(Callback):
             self.seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
-        s = step_seed(int(self.seed or 0), trainer.current_epoch, batch_idx, trainer.global_rank)
+        # global step and batch index (unique per micro-batch), not Lightning's epoch counter, which a resume
+        # at an epoch's last batch can mis-count (pgpis.data.datamodule.TrainLoader)
+        s = step_seed(int(self.seed or 0), trainer.global_step, batch_idx, trainer.global_rank)
         torch.manual_seed(s)
         np.random.seed(s % 2**32)
         random.seed(s)
@@ -129,8 +171,8 @@ class StopOnSignal(Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if (batch_idx + 1) % trainer.accumulate_grad_batches:
-            return  # stop only after an optimiser step (the same batches on every rank)
+        if (batch_idx + 1) % trainer.accumulate_grad_batches or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return  # stop after an optimiser step, never at an epoch's last batch (StepCheckpoint says why)
         received = self._received
         if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
             flag = torch.tensor([received], dtype=torch.int64, device=trainer.strategy.root_device)

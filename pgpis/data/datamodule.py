@@ -6,9 +6,10 @@ hyper-parameters ``batch_size``, ``eval_batch_size``, ``num_workers``,
 
 The training loader resumes mid-epoch where it stopped (docs/training-faults.md):
 
-* it is a ``torchdata`` ``StatefulDataLoader``; Lightning's fit loop saves its ``state_dict`` (samples
-  yielded this epoch) in every checkpoint and restores it on ``--ckpt_path``;
-* the order is :class:`SeededShuffleSampler`'s: a permutation of (seed, epoch), sharded over ranks,
+* it is a ``torchdata`` ``StatefulDataLoader`` (:class:`TrainLoader`); Lightning's fit loop saves its
+  ``state_dict`` (the pass and the samples yielded in it) in every checkpoint and restores it on
+  ``--ckpt_path``;
+* the order is :class:`SeededShuffleSampler`'s: a permutation of (seed, pass), sharded over ranks,
   so the restored loader skips exactly the samples already seen;
 * each draw's augmentation (flips, jitter, identity pairs: the datasets draw them from torch's RNG) runs
   under a seed of (seed, epoch, index) (:class:`SeededItems`), so it is the same after a resume, in
@@ -67,7 +68,8 @@ class SeededShuffleSampler(DistributedSampler):
     per rank; one shard when not distributed), each index tagged with its draw's augmentation seed.
 
     Deterministic given (seed, epoch), so a restored ``StatefulDataLoader`` skips exactly the samples it
-    had yielded. Being a ``DistributedSampler``, Lightning sets its epoch and does not replace it under DDP.
+    had yielded. Being a ``DistributedSampler``, Lightning does not replace it under DDP; its epoch is set
+    by :class:`TrainLoader` (Lightning's own ``set_epoch`` calls are overridden there).
     """
 
     def __init__(self, dataset: Dataset, *, seed: int, num_replicas: int | None = None, rank: int | None = None):
@@ -76,8 +78,10 @@ class SeededShuffleSampler(DistributedSampler):
                          rank=my_rank if rank is None else rank, shuffle=True, seed=seed, drop_last=False)
 
     def __iter__(self) -> Iterator[SampleKey]:  # type: ignore[override]
-        for i in super().__iter__():
-            yield SampleKey(i, draw_seed(self.seed, self.epoch, i))
+        # eager, not a generator: the epoch is the one set when iter() is called (TrainLoader sets it then),
+        # not whatever a later set_epoch (Lightning's, before the first next()) leaves
+        epoch, indices = self.epoch, super().__iter__()
+        return iter([SampleKey(i, draw_seed(self.seed, epoch, i)) for i in indices])
 
 
 class SeededItems(Dataset):
@@ -99,6 +103,51 @@ class SeededItems(Dataset):
             return self.dataset[key.index]
 
 
+class TrainLoader(StatefulDataLoader):
+    """The training ``StatefulDataLoader``, numbering its own passes so the order survives any resume.
+
+    Lightning (2.6) mis-counts epochs when it resumes from a checkpoint taken at an epoch's last batch
+    (e.g. ``every_n_train_steps`` landing there): it counts the epoch as done in ``FitLoop.reset``, then
+    the restored, exhausted iterator ends one more "epoch" at once, so the run skips an epoch's data
+    (and, with ``max_epochs``, an epoch of training); dropping the exhausted state instead makes it set
+    the *old* epoch on the sampler. So the pass number (the shuffle's epoch) is this loader's own: it
+    advances at every fresh ``iter()``, is saved in the loader's ``state_dict``, and a restored pass that
+    was complete starts the next one. Needs the loader built once per fit (no
+    ``reload_dataloaders_every_n_epochs``).
+    """
+
+    _PASS = "pgpis_pass"
+
+    def __init__(self, dataset: Dataset, *args: Any, **kwargs: Any):
+        super().__init__(dataset, *args, **kwargs)
+        self._pass = -1  # the pass in progress; the first iter() starts pass 0
+        self._resuming = False
+
+    def __iter__(self):
+        if self._resuming:
+            self._resuming = False
+        else:
+            self._pass += 1
+        if isinstance(self.sampler, DistributedSampler):
+            self.sampler.set_epoch(self._pass)  # over whatever Lightning set: see the class docstring
+        return super().__iter__()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), self._PASS: self._pass}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        saved_pass = state.pop(self._PASS, None)
+        if saved_pass is None:  # a plain StatefulDataLoader's state
+            super().load_state_dict(state)
+            return
+        self._pass = int(saved_pass)
+        if state.get("_num_yielded", 0) >= len(self):
+            return  # that pass was complete: the next iter() starts pass + 1 afresh
+        self._resuming = True
+        super().load_state_dict(state)
+
+
 class PairDataModule(LightningDataModule):
     """Base of the DeepFashion and Phoenix DataModules: the loaders, built the same way for both.
 
@@ -116,7 +165,7 @@ class PairDataModule(LightningDataModule):
         if train:
             if self.shuffle_seed is None:
                 self.shuffle_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-            return StatefulDataLoader(
+            return TrainLoader(
                 SeededItems(dataset),
                 batch_size=hp.batch_size,
                 sampler=SeededShuffleSampler(dataset, seed=self.shuffle_seed),
@@ -142,7 +191,7 @@ class PairDataModule(LightningDataModule):
         if state_dict.get("shuffle_seed") is not None:
             self.shuffle_seed = int(state_dict["shuffle_seed"])
 
-    def train_dataloader(self) -> StatefulDataLoader:
+    def train_dataloader(self) -> TrainLoader:
         return self._loader(self.dataset("train"), train=True)
 
     def val_dataloader(self) -> DataLoader:
