@@ -75,6 +75,9 @@ class StepCheckpoint(ModelCheckpoint):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        if self.monitor is not None:  # a monitored save waits for its metric: Lightning's own logic
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+            return
         due = self._every_n_train_steps >= 1 and trainer.global_step % self._every_n_train_steps == 0
         if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             self._deferred = self._deferred or due
