@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-import lightning.pytorch as pl
 import numpy as np
 import pytest
 from PIL import Image
 
 from pgpis.callbacks import DDIMInference
+from pgpis.diffusion import ClassifierFreeGuidance
 from pgpis.data.layouts import read_deepfashion_index
 from pgpis.inference.cli import generate_main
 from pgpis.metrics.pairs import generated_name
-from pgpis.output_files import TEMP_INFIX, image_damage, write_image
+from pgpis.errors import DataFormatError
+from pgpis.output_files import TEMP_INFIX, image_damage, settings_file, write_image
 from test_callbacks import _model, _trainer
 from test_diffusion_helpers import RandomPairsDataModule
 
@@ -51,7 +53,10 @@ sys.exit(main(["generate", *sys.argv[2:]]))
 
 
 def _pngs(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    """The images, after checking that the folder holds nothing else (no temp files)."""
+    files = {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    assert not [n for n in files if n.startswith(".") or not n.endswith(".png")], files
+    return files
 
 
 def _truncate(path: Path) -> None:
@@ -109,7 +114,8 @@ def test_pgpis_generate_pairs_killed_mid_split_resumes_to_the_same_images(tiny_l
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     left = sorted(p.name for p in out.iterdir())
     assert [n for n in left if not n.startswith(".")] == sorted(names[:5])  # no half file under a final name
-    assert [n for n in left if n.startswith(".")][0].startswith(f".{names[5]}{TEMP_INFIX}")  # the killed write
+    assert len(left) == 6 and left[0].startswith(f".{names[5]}{TEMP_INFIX}")  # the killed write's temp file
+    assert settings_file(out).is_file()  # written before the first image
     assert all(image_damage(out / n) is None for n in names[:5])
 
     (out / names[3]).unlink()  # deleted
@@ -124,6 +130,14 @@ def test_pgpis_generate_pairs_killed_mid_split_resumes_to_the_same_images(tiny_l
 
     assert generate_main([*args, "--out", str(out)]) == 0  # complete: nothing to generate
     assert "7 kept, 0 regenerated, 0 generated" in capsys.readouterr().out
+    with pytest.raises(DataFormatError, match=r'other settings \(seed: 4 -> 5\).*--overwrite'):
+        generate_main([*args[:-1], "5", "--out", str(out)])  # another seed would mix two runs' images: refused
+    assert generate_main([*args[:-1], "5", "--out", str(out), "--overwrite"]) == 0
+    assert "0 kept, 7 regenerated, 0 generated" in capsys.readouterr().out
+    assert sorted(_pngs(out)) == sorted(names) and _pngs(out) != _pngs(ref)
+    settings_file(out).unlink()  # a folder from a pgpis without the record: valid files kept, and said so
+    assert generate_main([*args[:-1], "5", "--out", str(out)]) == 0
+    assert "no record of the settings" in capsys.readouterr().err
 
 
 def test_ddim_inference_interrupted_mid_split_resumes_to_the_same_images(tmp_path, monkeypatch):
@@ -155,7 +169,7 @@ def test_ddim_inference_interrupted_mid_split_resumes_to_the_same_images(tmp_pat
     with pytest.raises(Killed):
         _trainer(tmp_path, [callback(out)]).test(_model(), RandomPairsDataModule())
     monkeypatch.undo()
-    assert sorted(p.name for p in out.iterdir()) == names[:3]  # the failed write left neither a half file nor a temp
+    assert sorted(_pngs(out)) == names[:3]  # the failed write left neither a half file nor a temp
     (out / f".{names[4]}{TEMP_INFIX}deadbeef").write_bytes(b"\x89PNG")  # a SIGKILLed write's temp file
     _truncate(out / names[1])
     kept = _stamp(out / names[0])
@@ -169,3 +183,62 @@ def test_ddim_inference_interrupted_mid_split_resumes_to_the_same_images(tmp_pat
     metrics = {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in ("ref", "out")}
     assert metrics["ref"]["files"] == {"kept": 0, "regenerated": 0, "generated": 5, "duplicates": 0}
     assert metrics["out"].pop("files") != metrics["ref"].pop("files") and metrics["out"] == metrics["ref"]
+
+    cb = callback(out)  # other guidance: the files are another run's, so all are regenerated (with a warning)
+    cb.guidance = ClassifierFreeGuidance(3.0)
+    with pytest.warns(UserWarning, match="other settings .*guidance"):
+        _trainer(tmp_path, [cb]).test(_model(), RandomPairsDataModule())
+    assert cb.results["files"] == {"kept": 0, "regenerated": 5, "generated": 0, "duplicates": 0}
+    assert sorted(_pngs(out)) == names and _pngs(out) != _pngs(ref)
+
+
+@pytest.mark.slow
+def test_ddim_inference_resumes_under_ddp_with_a_single_process_runs_images(tmp_path):
+    """`pgpis test` on 2 gloo processes resumes a damaged folder to exactly what one process wrote (same checkpoint)."""
+    import shutil
+
+    import yaml
+
+    from pgpis.cli import main
+    from test_diffusion_cli import TESTS_DIR, _config
+
+    (tmp_path / "fit").mkdir()
+    main(["fit", "--config", str(_config(tmp_path / "fit", 1))])
+    ckpt = tmp_path / "fit" / "ckpt" / "last.ckpt"
+
+    def config(out: Path, devices: int) -> Path:
+        cb = {"class_path": "pgpis.callbacks.DDIMInference",
+              "init_args": {"output_dir": str(out), "batch_size": 2, "grid_path": None,
+                            "metrics_path": str(out.parent / f"{out.name}.json")}}
+        out.parent.mkdir()
+        path = _config(out.parent, 1, [cb])
+        data = yaml.safe_load(path.read_text())
+        data["trainer"].update({"devices": devices, **({"strategy": "ddp"} if devices > 1 else {})})
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    ref = tmp_path / "ref" / "gen"
+    main(["test", "--config", str(config(ref, 1)), "--ckpt_path", str(ckpt)])
+    names = [f"src{i}_to_tgt{i}.png" for i in range(5)]
+    assert sorted(_pngs(ref)) == names
+    out = tmp_path / "ddp" / "gen"
+    cfg = config(out, 2)
+    shutil.copytree(ref, out)
+    # batches [0,1] [4] are rank 0's, [2,3] rank 1's: damage on both ranks, a stale temp of each writer version
+    _truncate(out / names[2])
+    (out / names[4]).unlink()
+    (out / f".{names[0]}{TEMP_INFIX}abcd1234").write_bytes(b"")
+    (out / f"{names[3]}.tmp").write_bytes(b"")
+    kept = {n: _stamp(out / n) for n in (names[0], names[1], names[3])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]),
+           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "pgpis.cli", "test", "--config", str(cfg), "--ckpt_path", str(ckpt)],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "3 kept, 1 regenerated (damaged or overwrite), 1 generated" in proc.stdout + proc.stderr
+    assert {n: _stamp(out / n) for n in kept} == kept
+    assert _pngs(out) == _pngs(ref)
+    metrics = {run: json.loads((tmp_path / run / "gen.json").read_text()) for run in ("ref", "ddp")}
+    assert metrics["ddp"].pop("files") == {"kept": 3, "regenerated": 1, "generated": 1, "duplicates": 0}
+    metrics["ref"].pop("files")
+    assert metrics["ddp"] == metrics["ref"]  # scored on 2 ranks: the single-process numbers

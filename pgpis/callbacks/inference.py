@@ -12,7 +12,10 @@
   and only its missing/damaged files are written, so a resumed split equals an
   uninterrupted run pixel for pixel; a pair listed twice is written once. The
   log and ``metrics_path`` (``files``) say how many were kept, regenerated and
-  generated (summed over ranks). Set ``overwrite`` to regenerate everything.
+  generated (summed over ranks). The folder's settings record (weights
+  fingerprint, sampler, guidance, seed, batch size, pairs) is compared first:
+  files from other settings (a later checkpoint, another sampler) are not kept
+  but regenerated, with a warning. Set ``overwrite`` to regenerate everything.
 * After a barrier, every rank scores its share of the files (read back from
   disk, so skipped files count) with :class:`~pgpis.callbacks.metrics.PairMetrics`
   next to the copy-source and background-only baselines; the gather is a
@@ -34,7 +37,7 @@ from typing import Any, Optional, Sequence
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -45,8 +48,9 @@ from pgpis.diffusion.guidance import GuidancePolicy
 from pgpis.diffusion.sampler import Sampler
 from pgpis.grids import DEFAULT_MIN_CELL_HEIGHT, upscale_factor, upscale_nearest
 from pgpis.metrics.pairs import generated_name
-from pgpis.metrics.states import my_batches, rank_and_world
-from pgpis.output_files import SplitPlan, plan_split, write_image
+from pgpis.metrics.states import broadcast_from_rank0, my_batches, rank_and_world
+from pgpis.output_files import (SplitPlan, names_digest, output_folder, plan_split, read_settings, settings_change,
+                                weights_fingerprint, write_image, write_settings)
 
 log = logging.getLogger(__name__)
 
@@ -160,11 +164,24 @@ class DDIMInference(pl.Callback):
 
         Returns how many files were written; ``self.plan`` holds the kept / regenerated / generated counts.
         """
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        output_folder(self.output_dir, "DDIMInference output_dir")
         paths = [self.output_dir / self._file(dataset, i) for i in range(n)]  # all: a duplicate's owner is global
         size = tuple(int(v) for v in dataset[0]["target"].shape[-2:]) if n else None
-        plan = self.plan = plan_split(paths, my_batches(n, self.batch_size), overwrite=self.overwrite, size=size)
-        redone = {i: why for i, why in plan.write.items() if why not in ("missing", "overwrite")}
+        settings = self._settings(pl_module, paths)
+        restart = "overwrite" if self.overwrite else None
+        if restart is None:  # decided on rank 0, so every rank deletes and regenerates its share, or none does
+            changed = broadcast_from_rank0(settings_change(read_settings(self.output_dir), settings)
+                                           if rank_and_world()[0] == 0 else None)
+            if changed:
+                restart = f"settings changed: {changed}"
+                rank_zero_warn(f"DDIMInference: {self.output_dir} holds images generated with other settings "
+                               f"({changed}); regenerating them all")
+        plan = self.plan = plan_split(paths, my_batches(n, self.batch_size), restart=restart, size=size)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()  # every share's old files are gone before the new record says otherwise
+        if rank_and_world()[0] == 0:
+            write_settings(self.output_dir, settings)
+        redone = {i: why for i, why in plan.write.items() if why not in ("missing", plan.restart)}  # damaged
         for i, why in sorted(redone.items()):
             log.warning("DDIMInference: regenerating %s: %s", paths[i], why)
         was_training = pl_module.training
@@ -179,6 +196,15 @@ class DDIMInference(pl.Callback):
                     save_png(img, paths[i])
         pl_module.train(was_training)
         return len(plan.write)
+
+    def _settings(self, pl_module, paths: Sequence[Path]) -> dict[str, Any]:
+        """What decides the files' pixels (recorded beside them; a re-run with other settings starts over)."""
+        sampler = self.sampler or pl_module.sampler
+        return {"tool": "DDIMInference", "split": self.split, "pairs": names_digest(paths),
+                "batch_size": self.batch_size, "guidance": repr(self.guidance or getattr(pl_module, "guidance", None)),
+                "sampler": repr({k: v for k, v in vars(sampler).items() if k != "scheduler_cls"}),
+                "seed": getattr(pl_module, "seed", None), "weights": weights_fingerprint(pl_module),
+                "device": pl_module.device.type}
 
     def _file(self, dataset: Dataset, i: int) -> str:
         pairs = getattr(dataset, "pairs", None)  # DeepFashionDataset keeps (source, target) names: no image load

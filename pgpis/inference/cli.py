@@ -119,25 +119,30 @@ def generate_main(argv: Sequence[str]) -> int:
             write_image(image, out)
             print(f"wrote {out}")
             return 0
+        settings = {"tool": "pgpis generate --pairs", "seed": args.seed, "batch_size": args.batch_size,
+                    "guidance": args.guidance, "steps": args.steps, "scheduler": args.scheduler, "dtype": args.dtype,
+                    "device": pipe.device.type}
         return _generate_pairs(pipe, Path(args.pairs), Path(args.root), Path(args.out), args.seed, args.batch_size,
-                               common, overwrite=args.overwrite)
+                               common, settings, overwrite=args.overwrite)
     except MissingInputError as err:  # what the checkpoint needs and how to give it; no traceback
         print(f"pgpis generate: {err}", file=sys.stderr)
         return 2
 
 
 def _generate_pairs(pipe, pairs_file: Path, root: Path, out_dir: Path, seed: int, batch_size: int, common: dict,
-                    overwrite: bool = False) -> int:
+                    settings: dict, overwrite: bool = False) -> int:
     """Generate every pair to `out_dir`, resumably: fixed batches of `batch_size`, pair i seeded ``seed + i``.
 
     A batch with a missing or damaged file is generated whole (same batch as an uninterrupted run, so the same
-    pixels) and only those files are written (:func:`pgpis.output_files.plan_split`).
+    pixels) and only those files are written (:func:`pgpis.output_files.plan_split`). A folder recorded with
+    other `settings` (or weights, or pair order) is refused unless `overwrite` starts it over.
     """
     from tqdm.auto import tqdm
 
     from pgpis.data.layouts import read_deepfashion_index
     from pgpis.metrics.pairs import generated_name
-    from pgpis.output_files import plan_split, summary, write_image
+    from pgpis.output_files import (names_digest, output_folder, plan_split, read_settings, settings_change,
+                                    settings_file, summary, weights_fingerprint, write_image, write_settings)
 
     needs = pipe.needs  # the source's parsing map and keypoints come from the dataset when the model reads them
     index = read_deepfashion_index(root, parsing="source_parsing" in needs)
@@ -147,10 +152,22 @@ def _generate_pairs(pipe, pairs_file: Path, root: Path, out_dir: Path, seed: int
                for i, pair in enumerate(pairs) for n in pair if n not in index.image_paths]
     if unknown:
         raise DataFormatError(unknown)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(out_dir, "--out")
     paths = [out_dir / generated_name(s, t) for s, t in pairs]
     batches = [range(b, min(b + batch_size, len(pairs))) for b in range(0, len(pairs), batch_size)]
-    plan = plan_split(paths, batches, overwrite=overwrite, size=pipe.image_size)
+    settings = {**settings, "pairs": names_digest(paths), "weights": weights_fingerprint(pipe.module)}
+    old = read_settings(out_dir)
+    changed = settings_change(old, settings)
+    if changed and not overwrite:
+        raise DataFormatError(Problem(str(settings_file(out_dir)), f"the images in {out_dir} were generated with "
+                                      f"other settings ({changed}); resuming would mix the two",
+                                      "run with the same checkpoint, pairs and options to resume, pass --overwrite "
+                                      "to start this folder over, or choose another --out"))
+    if old is None and any(p.exists() for p in paths) and not overwrite:
+        print(f"pgpis generate: {out_dir} has no record of the settings its images were generated with (an older "
+              "pgpis?); keeping the valid ones as if generated with these settings", file=sys.stderr)
+    plan = plan_split(paths, batches, restart="overwrite" if overwrite else None, size=pipe.image_size)
+    write_settings(out_dir, settings)  # after a restart's deletions: a kill leaves no old image under this record
     bar = tqdm(total=len(plan.write), desc="pairs", unit="img")
     for r in plan.batches:
         chunk = [pairs[i] for i in r]
