@@ -113,8 +113,9 @@ def _generate(page) -> Image.Image:
     from playwright.sync_api import expect
 
     page.click("#generate")
-    page.wait_for_selector("#sample img", timeout=GENERATE_MS)
-    expect(page.locator("#info")).to_contain_text("steps", timeout=GENERATE_MS)  # the run's summary line
+    # the run's summary line ("fpdm: 3 steps, ..., seed 0, ..."); the progress text shown meanwhile has no seed
+    expect(page.locator("#info")).to_contain_text("seed", timeout=GENERATE_MS)
+    expect(page.locator("#sample img")).to_be_visible()
     return _shown_image(page, "sample")
 
 

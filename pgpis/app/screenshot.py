@@ -41,7 +41,9 @@ def capture(url: str, out: Union[str, os.PathLike], *, executable: str = CHROMIU
             page = context.new_page()
             page.goto(url)
             page.click("#generate")
-            expect(page.locator("#info")).to_contain_text("steps", timeout=timeout_ms)
+            # the run's summary line ("... seed N ..."; the progress text shown meanwhile has no seed)
+            expect(page.locator("#info")).to_contain_text("seed", timeout=timeout_ms)
+            expect(page.locator("#sample img")).to_be_visible()
             page.screenshot(path=str(out), full_page=True)
         finally:
             context.close()
