@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from pgpis.errors import DataFormatError, PgpisError, Problem
+from pgpis.safe_load import TRUST_HELP
 
 
 def parser() -> argparse.ArgumentParser:
@@ -21,6 +22,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--fusion-model", default=None, help="FPDM checkpoints: the IPF export folder if it moved")
+    p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     p.add_argument("--max-choices", type=int, default=200, help="at most this many test sources / poses in the lists")
     p.add_argument("--screenshot", default=None, metavar="PNG",
                    help="instead of serving until Ctrl+C: click Generate once in headless Chromium, save the page "
@@ -46,8 +48,9 @@ def build(args: argparse.Namespace):
     from pgpis.app.ui import build_app
     from pgpis.inference.pipeline import load_pipeline
 
-    pipe = load_pipeline(args.checkpoint, device=args.device, fusion_model=args.fusion_model)
-    stored = args.root or checkpoint_data_root(args.checkpoint)
+    pipe = load_pipeline(args.checkpoint, device=args.device, fusion_model=args.fusion_model,
+                         trust_checkpoint=args.trust_checkpoint)
+    stored = args.root or checkpoint_data_root(args.checkpoint, trust=args.trust_checkpoint)
     root = resolve_root(stored, args.checkpoint)
     if args.root is not None and root is None:
         raise DataFormatError(Problem(args.root, "--root is not a folder",

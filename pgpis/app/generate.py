@@ -52,8 +52,7 @@ class Needs:
 
 def needs(pipe: Pipeline) -> Needs:
     """Asked of the pipeline (`Pipeline.needs_*`, which asks the denoiser), never guessed from the model kind."""
-    return Needs(parsing=bool(pipe.needs_parsing), pose=bool(getattr(pipe, "needs_source_pose", False)),
-                 target_keypoints=bool(getattr(pipe, "needs_keypoints", pipe.needs_parsing)))
+    return Needs(parsing=pipe.needs_parsing, pose=pipe.needs_source_pose, target_keypoints=pipe.needs_keypoints)
 
 
 @dataclass(frozen=True)

@@ -81,21 +81,19 @@ def resolve_root(root: Union[str, os.PathLike, None], checkpoint: Union[str, os.
     return None
 
 
-def checkpoint_data_root(checkpoint: Union[str, os.PathLike]) -> Optional[str]:
+def checkpoint_data_root(checkpoint: Union[str, os.PathLike], *, trust: bool = False) -> Optional[str]:
     """The DataModule's ``root`` stored in a `pgpis fit` checkpoint (None for export folders or when absent).
 
-    Reads the file weights-only (nothing in it runs) and memory-mapped, so only the small hyper-parameter
-    dictionary is materialised; `load_pipeline` has read the same file already, so errors are its to report.
+    Read as `load_pipeline` reads it (weights-only unless `trust`, :func:`pgpis.safe_load.load_checkpoint`),
+    memory-mapped and unverified (the pipeline has just verified it), so only the small settings dictionary
+    is materialised.
     """
     path = Path(checkpoint)
     if not path.is_file():
         return None
-    import pathlib
+    from pgpis.safe_load import load_checkpoint
 
-    import torch
-
-    with torch.serialization.safe_globals([pathlib.PosixPath, pathlib.PurePosixPath]):  # a config value typed Path
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    ckpt = load_checkpoint(path, trust=trust, mmap=True, verify=False)
     data = (ckpt.get("datamodule_hyper_parameters") or {}) if isinstance(ckpt, dict) else {}
     root = data.get("root")
     return None if root is None else str(root)
