@@ -114,6 +114,8 @@ def settings_change(old: Optional[Mapping[str, Any]], new: Mapping[str, Any]) ->
     """None if the record `old` is absent or equals `new`, else which settings differ (old -> new)."""
     if old is None or dict(old) == json.loads(json.dumps(dict(new))):
         return None
+    if "unreadable record" in old:
+        return f"the record is unreadable ({old['unreadable record']}), so they are unknown"
     def short(v: Any) -> str:
         r = json.dumps(v)
         return r if len(r) <= 60 else r[:57] + "..."

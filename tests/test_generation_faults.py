@@ -25,7 +25,8 @@ from pgpis.data.layouts import read_deepfashion_index
 from pgpis.inference.cli import generate_main
 from pgpis.metrics.pairs import generated_name
 from pgpis.errors import DataFormatError
-from pgpis.output_files import TEMP_INFIX, image_damage, settings_file, write_image
+from pgpis.output_files import (TEMP_INFIX, image_damage, read_settings, settings_change, settings_file, write_image,
+                                write_settings)
 from test_callbacks import _model, _trainer
 from test_diffusion_helpers import RandomPairsDataModule
 
@@ -92,11 +93,22 @@ def test_write_image_is_atomic_and_damage_is_named(tmp_path):
     assert image_damage(path).startswith("unreadable (UnidentifiedImageError")
     path.write_bytes(b"not a png at all")
     assert image_damage(path).startswith("unreadable (")
+    Image.Image.save(img, tmp_path / "b.png", format="JPEG")  # the class method: the instance's was replaced
+    assert image_damage(tmp_path / "b.png") == "a JPEG file named .png, expected PNG"
+
+    folder = tmp_path / "gen"
+    settings = {"seed": 1, "guidance": [2.0, 2.0]}
+    assert settings_change(read_settings(folder), settings) is None  # no record yet
+    write_settings(folder, settings)
+    assert settings_change(read_settings(folder), settings) is None
+    assert settings_change(read_settings(folder), {**settings, "seed": 2}) == "seed: 1 -> 2"
+    settings_file(folder).write_text("{not json")
+    assert "unreadable (JSONDecodeError)" in settings_change(read_settings(folder), settings)
 
 
 def test_pgpis_generate_pairs_killed_mid_split_resumes_to_the_same_images(tiny_ldm_checkpoints, synthetic_root,
                                                                           tmp_path, capsys):
-    pairs = read_deepfashion_index(synthetic_root).pairs["test"][:7]
+    pairs = read_deepfashion_index(synthetic_root).pairs["test"][:5]
     rows = pairs + [pairs[0]]  # the first pair listed again: one file, written once from its first listing
     (tmp_path / "pairs.csv").write_text("from,to\n" + "".join(f"{s},{t}\n" for s, t in rows))
     names = [generated_name(s, t) for s, t in pairs]
@@ -106,38 +118,37 @@ def test_pgpis_generate_pairs_killed_mid_split_resumes_to_the_same_images(tiny_l
     ref = tmp_path / "ref"
     assert generate_main([*args, "--out", str(ref)]) == 0  # uninterrupted
     assert sorted(_pngs(ref)) == sorted(names)
-    assert "0 kept, 0 regenerated, 7 generated, 1 duplicate pairs" in capsys.readouterr().out
+    assert "0 kept, 0 regenerated, 5 generated, 1 duplicate pairs" in capsys.readouterr().out
 
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-c", KILL_AFTER, "5", *args, "--out", str(out)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", KILL_AFTER, "4", *args, "--out", str(out)], capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     left = sorted(p.name for p in out.iterdir())
-    assert [n for n in left if not n.startswith(".")] == sorted(names[:5])  # no half file under a final name
-    assert len(left) == 6 and left[0].startswith(f".{names[5]}{TEMP_INFIX}")  # the killed write's temp file
+    assert [n for n in left if not n.startswith(".")] == sorted(names[:4])  # no half file under a final name
+    assert len(left) == 5 and left[0].startswith(f".{names[4]}{TEMP_INFIX}")  # the killed write's temp file
     assert settings_file(out).is_file()  # written before the first image
-    assert all(image_damage(out / n) is None for n in names[:5])
+    assert all(image_damage(out / n) is None for n in names[:4])
 
     (out / names[3]).unlink()  # deleted
     _truncate(out / names[0])  # as a crash of a non-atomic writer leaves it
-    kept = {n: _stamp(out / n) for n in (names[1], names[2], names[4])}
+    kept = {n: _stamp(out / n) for n in (names[1], names[2])}
+    settings_file(out).unlink()  # as in a folder from a pgpis without the record: valid files kept, and said so
     assert generate_main([*args, "--out", str(out)]) == 0
-    log = capsys.readouterr().out
-    assert "3 kept, 1 regenerated, 3 generated, 1 duplicate pairs" in log and "1 stale temp files removed" in log
+    log, err = capsys.readouterr()
+    assert "no record of the settings" in err
+    assert "2 kept, 1 regenerated, 2 generated, 1 duplicate pairs" in log and "1 stale temp files removed" in log
     assert f"regenerated {names[0]} (pair 0): unreadable (" in log
     assert {n: _stamp(out / n) for n in kept} == kept  # kept files untouched: same inode, same mtime
     assert _pngs(out) == _pngs(ref)  # nothing else (no temp file, no duplicate), the same bytes as uninterrupted
 
     assert generate_main([*args, "--out", str(out)]) == 0  # complete: nothing to generate
-    assert "7 kept, 0 regenerated, 0 generated" in capsys.readouterr().out
+    assert "5 kept, 0 regenerated, 0 generated" in capsys.readouterr().out
     with pytest.raises(DataFormatError, match=r'other settings \(seed: 4 -> 5\).*--overwrite'):
         generate_main([*args[:-1], "5", "--out", str(out)])  # another seed would mix two runs' images: refused
     assert generate_main([*args[:-1], "5", "--out", str(out), "--overwrite"]) == 0
-    assert "0 kept, 7 regenerated, 0 generated" in capsys.readouterr().out
+    assert "0 kept, 5 regenerated, 0 generated" in capsys.readouterr().out
     assert sorted(_pngs(out)) == sorted(names) and _pngs(out) != _pngs(ref)
-    settings_file(out).unlink()  # a folder from a pgpis without the record: valid files kept, and said so
-    assert generate_main([*args[:-1], "5", "--out", str(out)]) == 0
-    assert "no record of the settings" in capsys.readouterr().err
 
 
 def test_ddim_inference_interrupted_mid_split_resumes_to_the_same_images(tmp_path, monkeypatch):
