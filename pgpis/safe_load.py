@@ -1,6 +1,6 @@
 """Reading checkpoints and weight files without running code from them.
 
-A ``.ckpt`` is a pickle: ``torch.load(weights_only=False)`` on a downloaded one
+A ``.ckpt`` is a pickle: an unrestricted ``torch.load`` of a downloaded one
 runs whatever callable the file names (``os.system``, ``pathlib.Path.touch``...)
 before pgpis sees a single key. pgpis therefore reads every checkpoint with
 ``torch.load(weights_only=True)``: tensors, containers, numbers and strings,

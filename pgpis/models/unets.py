@@ -9,7 +9,7 @@ Two ways to get a UNet, with one signature so configs switch by one key:
   weights from a hub id or a local folder (``subfolder="unet"`` of a pipeline
   folder by default) through :func:`pgpis.models.pretrained.load_pretrained`,
   so an offline miss says which weights and how to provide them. (SD-2.1 is
-  the sd2-community mirror: Stability AI deleted stabilityai/stable-diffusion-2-1
+  the sd2-community mirror: Stability AI deleted its own SD-2.1 repository
   from the Hub in November 2025; SD-1.5 is stable-diffusion-v1-5/stable-diffusion-v1-5.)
 
 ``overrides`` change config keys in both cases (``in_channels`` for a
