@@ -30,23 +30,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from PIL import Image
 
+from pgpis.atomic import TEMP_INFIX, atomic_write
 from pgpis.errors import DataFormatError, Problem
 
-TEMP_INFIX = ".tmp-"
 SETTINGS_SUFFIX = ".pgpis-generation.json"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _format_of(path: Path) -> str:
@@ -60,21 +53,7 @@ def write_image(image: Image.Image, path: str | os.PathLike) -> Path:
     """Save `image` to `path` (format from the extension) so that `path` is never seen half-written."""
     target = Path(path)
     fmt = _format_of(target)
-    return _atomic_write(target, lambda f: image.save(f, format=fmt))
-
-
-def _atomic_write(target: Path, write: Callable[[BinaryIO], Any]) -> Path:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}{TEMP_INFIX}", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an image gets the usual file mode
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write(target, lambda f: image.save(f, format=fmt))
 
 
 def output_folder(path: str | os.PathLike, what: str) -> Path:
@@ -107,7 +86,7 @@ def read_settings(folder: Path) -> Optional[dict[str, Any]]:
 
 def write_settings(folder: Path, settings: Mapping[str, Any]) -> None:
     text = json.dumps(dict(settings), indent=1, sort_keys=True) + "\n"
-    _atomic_write(settings_file(folder), lambda f: f.write(text.encode()))
+    atomic_write(settings_file(folder), lambda f: f.write(text.encode()))
 
 
 def settings_change(old: Optional[Mapping[str, Any]], new: Mapping[str, Any]) -> Optional[str]:

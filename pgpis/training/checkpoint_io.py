@@ -16,8 +16,6 @@ Remote (fsspec) paths keep Lightning's writer: object stores publish an upload o
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,27 +24,7 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-TEMP_INFIX = ".tmp-"
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in `folder` durable (POSIX); a no-op where folders cannot be opened (Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+from pgpis.atomic import TEMP_INFIX, atomic_write
 
 
 def stale_temp_files(target: Path) -> list[Path]:
@@ -64,19 +42,7 @@ def atomic_torch_save(obj: Any, path: _PATH) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in stale_temp_files(target):
         stale.unlink(missing_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}{TEMP_INFIX}", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a checkpoint gets the usual file mode
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
+    atomic_write(target, lambda f: torch.save(obj, f), durable=True)
 
 
 def is_local_path(path: _PATH) -> bool:
