@@ -1,0 +1,213 @@
+"""IQA / IAA plumbing: the scorer subprocess, the means, the Ground Truth row, and every "unavailable" reason.
+
+No Q-Align model exists here, so the subprocess route is exercised with a stand-in worker
+(tests/qalign_standin_worker.py, run by sys.executable) that speaks the same JSON-lines
+protocol and scores an image by its mean brightness; the shipped worker is run for real
+for what it reports when the model, its environment or the opt-in are missing.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pgpis.metrics.quality import (HUB_ID, QUALITY_METRICS, QAlignSettings, QAlignWorker, QualityUnavailable,
+                                   QualityWorkerError, QualityWorkerTimeout, quality_table, requested, score_quality)
+from pgpis.metrics.quality.settings import WORKER, ambient
+
+STANDIN = Path(__file__).with_name("qalign_standin_worker.py")
+
+
+def standin(**kw) -> QAlignSettings:
+    return QAlignSettings(python=sys.executable, worker=str(STANDIN), trust_remote_code=True, **kw)
+
+
+def q(m: float) -> float:
+    return 1 + 4 * m / 255
+
+
+def a(m: float) -> float:
+    return 5 - 4 * m / 255
+
+
+@pytest.fixture()
+def images(tmp_path):
+    """Generated images of brightness 51, 102, 153 and ground truth 204, 204 (same file twice), 255, 24x16."""
+    def write(name: str, value: int, size=(16, 24)) -> Path:
+        p = tmp_path / name
+        Image.fromarray(np.full((*size, 3), value, np.uint8)).save(p)
+        return p
+
+    gen = [write(f"g{v}.png", v) for v in (51, 102, 153)]
+    gt_a, gt_b = write("t204.png", 204, size=(48, 32)), write("t255.png", 255, size=(48, 32))
+    return gen, [gt_a, gt_a, gt_b]
+
+
+def test_means_and_ground_truth_row_through_the_subprocess(images, tmp_path, monkeypatch):
+    gen, gt = images
+    log = tmp_path / "sent.txt"
+    monkeypatch.setenv("QALIGN_STANDIN_LOG", str(log))
+    res = score_quality(gen, gt, standin())
+    assert res.metrics["iqa"] == pytest.approx(np.mean([q(51), q(102), q(153)]))
+    assert res.metrics["iaa"] == pytest.approx(np.mean([a(51), a(102), a(153)]))
+    # each distinct real image once: (204, 255), not (204, 204, 255)
+    assert res.metrics["iqa_ground_truth"] == pytest.approx((q(204) + q(255)) / 2)
+    assert res.metrics["iaa_ground_truth"] == pytest.approx((a(204) + a(255)) / 2)
+    assert res.unavailable == {} and res.counts == {"generated": 3, "ground_truth": 2}
+    assert res.backend == f"stand-in brightness scorer ({HUB_ID}) via {sys.executable}"
+    assert log.read_text().split() == [str(p.resolve()) for p in (*gen, gt[0], gt[2])]  # batch size 1, in order
+
+
+def test_prepare_gives_the_scored_pixels(images, tmp_path, monkeypatch):
+    """The caller's `prepare` (the protocol's resize) is what the scorer sees, for both sets."""
+    gen, gt = images
+    seen = []
+
+    def prepare(path: Path) -> np.ndarray:
+        seen.append(path)
+        return np.full((8, 8, 3), 0 if path in gen else 255, np.uint8)
+
+    res = score_quality(gen, gt, standin(), prepare=prepare)
+    assert res.metrics["iqa"] == pytest.approx(1.0) and res.metrics["iaa"] == pytest.approx(5.0)
+    assert res.metrics["iqa_ground_truth"] == pytest.approx(5.0) and res.metrics["iaa_ground_truth"] == pytest.approx(1.0)
+    assert seen == [*gen, gt[0], gt[2]]
+
+
+def test_empty_ground_truth_is_named(images):
+    res = score_quality(images[0], [], standin())
+    assert res.metrics["iqa"] is not None and res.metrics["iqa_ground_truth"] is None
+    assert res.unavailable == {"iqa_ground_truth": "no ground truth images to score",
+                               "iaa_ground_truth": "no ground truth images to score"}
+
+
+# --------------------------------------------------------------------------- unavailable, with the reason
+def test_unconfigured_environment_says_how_to_make_one(images, monkeypatch):
+    monkeypatch.delenv("PGPIS_QALIGN_PYTHON", raising=False)
+    res = score_quality(*images, QAlignSettings.from_env())
+    assert res.metrics == {k: None for k in QUALITY_METRICS}
+    why = res.unavailable["iqa"]
+    assert set(res.unavailable) == set(QUALITY_METRICS) and len(set(res.unavailable.values())) == 1
+    for needle in ("own Python environment", "transformers 4.3x", "python -m venv qalign-env",
+                   '"transformers==4.37.2"', "--qalign-python", "PGPIS_QALIGN_PYTHON", "--trust-remote-code",
+                   "docs/iqa.md"):
+        assert needle in why
+
+
+def test_bad_python_and_missing_model_folder(images, tmp_path):
+    res = score_quality(*images, QAlignSettings(python=str(tmp_path / "nope" / "python")))
+    assert "is not an executable file" in res.unavailable["iaa"] and "nope" in res.unavailable["iaa"]
+    res = score_quality(*images, standin(model=str(tmp_path / "one-align")))
+    assert "does not exist" in res.unavailable["iqa"] and f"hf download {HUB_ID} --local-dir" in res.unavailable["iqa"]
+
+
+def test_switched_off_is_a_reason_too(images):
+    assert score_quality(*images, "not requested (--quality none)").unavailable["iaa_ground_truth"] == \
+        "not requested (--quality none)"
+
+
+def test_worker_that_says_unavailable(images, monkeypatch):
+    monkeypatch.setenv("QALIGN_STANDIN_MODE", "unavailable")
+    res = score_quality(*images, standin())
+    assert res.unavailable["iqa"] == f"stand-in: {HUB_ID} is not here"
+
+
+def test_shipped_worker_offline_without_model_env_or_opt_in(images, tmp_path, monkeypatch):
+    """The real worker run by this (transformers 5) Python with an empty HF cache, offline: every gap named."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    res = score_quality(*images, QAlignSettings(python=sys.executable))
+    why = res.unavailable["iqa"]
+    assert f"{HUB_ID} is not in the Hugging Face cache" in why and str(tmp_path / "hf-home") in why
+    assert f"hf download {HUB_ID}" in why and "HF_HUB_OFFLINE=1" in why
+    assert "transformers 5." in why and '"transformers==4.37.2"' in why
+    assert "pass --trust-remote-code" in why
+    # a local copy and the opt-in: what is left is this environment's transformers
+    folder = tmp_path / "one-align"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    why = score_quality(*images, QAlignSettings(python=sys.executable, model=str(folder),
+                                                trust_remote_code=True)).unavailable["iaa"]
+    assert "transformers 5." in why and "cache" not in why and "trust-remote-code" not in why
+
+
+def test_local_folder_stands_in_for_the_hub_id(tmp_path):
+    """The model's own __init__ loads its image processor / tokenizer by the hub id; a local copy must answer."""
+    folder = tmp_path / "one-align"
+    code = ("import sys, transformers; sys.path.insert(0, sys.argv[2]); import qalign_worker as w; "
+            "transformers.CLIPImageProcessor(crop_size=123).save_pretrained(sys.argv[1]); "
+            "w.redirect_hub_id(sys.argv[1]); "
+            "print(transformers.CLIPImageProcessor.from_pretrained(w.HUB_ID).crop_size)")
+    out = subprocess.run([sys.executable, "-c", code, str(folder), str(WORKER.parent)], capture_output=True,
+                         text=True, timeout=120, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "123" in out.stdout.strip().splitlines()[-1]
+
+
+# --------------------------------------------------------------------------- a broken worker is a named error
+@pytest.mark.parametrize("mode, needle", [
+    ("crash-at-start", "exited (code 3) while pgpis was waiting to say it was ready"),
+    ("crash-after-one", "exited (code 139) while pgpis was waiting to score"),
+    ("garbage", "not a JSON protocol message"),
+    ("noisy-stdout", "'Loading checkpoint shards: 100%'"),
+    ("out-of-range", "quality score 7.5"),
+    ("wrong-id", "answered request 1 while 0 was asked"),
+])
+def test_broken_worker_raises_a_named_error(images, monkeypatch, mode, needle):
+    monkeypatch.setenv("QALIGN_STANDIN_MODE", mode)
+    with pytest.raises(QualityWorkerError) as err:
+        score_quality(*images, standin())
+    assert needle in str(err.value) and "qalign_standin_worker.py" in str(err.value)
+    if mode == "crash-at-start":
+        assert "CUDA out of memory (stand-in)" in str(err.value)  # its stderr comes along
+
+
+def test_silent_worker_times_out_and_is_killed(images, monkeypatch):
+    monkeypatch.setenv("QALIGN_STANDIN_MODE", "hang")
+    worker = QAlignWorker(standin(image_timeout_s=1.0))
+    worker.start()
+    proc = worker._proc
+    with pytest.raises(QualityWorkerTimeout, match="gave no answer within 1 s while waiting to score"):
+        worker.score(images[0][0])
+    assert proc.poll() is not None  # killed, not left behind
+    worker.close()
+
+
+def test_worker_that_never_gets_ready_times_out(images, tmp_path):
+    sleeper = tmp_path / "sleeper.py"
+    sleeper.write_text("import time\ntime.sleep(60)\n")
+    with pytest.raises(QualityWorkerTimeout, match="to say it was ready"):
+        QAlignWorker(QAlignSettings(python=sys.executable, worker=str(sleeper), start_timeout_s=1.0)).start()
+
+
+def test_unavailable_from_the_worker_is_not_an_error(monkeypatch):
+    monkeypatch.setenv("QALIGN_STANDIN_MODE", "unavailable")
+    with pytest.raises(QualityUnavailable, match="is not here"):
+        QAlignWorker(standin()).start()
+
+
+# --------------------------------------------------------------------------- settings and the table
+def test_settings_from_env_and_flags(monkeypatch, tmp_path):
+    monkeypatch.setenv("PGPIS_QALIGN_PYTHON", "/envs/qalign/bin/python")
+    monkeypatch.setenv("PGPIS_QALIGN_TRUST_REMOTE_CODE", "1")
+    monkeypatch.setenv("PGPIS_QALIGN_MODEL", str(tmp_path))
+    s = QAlignSettings.from_env(device="cuda:1", python=None)
+    assert (s.python, s.trust_remote_code, s.model, s.device) == ("/envs/qalign/bin/python", True, str(tmp_path), "cuda:1")
+    assert ambient() == s.__class__.from_env()  # configured environment: `pgpis test` scores too
+    with requested("not requested (--quality none)"):
+        assert ambient() == "not requested (--quality none)"
+    monkeypatch.delenv("PGPIS_QALIGN_PYTHON")
+    assert ambient() is None
+
+
+def test_quality_table_has_the_ground_truth_row():
+    table = quality_table({"iqa": 3.91234, "iaa": 3.1, "iqa_ground_truth": 4.2, "iaa_ground_truth": None},
+                          {"iaa_ground_truth": "no ground truth images to score"}, "stand-in via /py", "TruePose")
+    assert "| TruePose | 3.912 | 3.100 |" in table and "| Ground Truth | 4.200 | n/a |" in table
+    assert "- n/a iaa_ground_truth: no ground truth images to score" in table and "stand-in via /py" in table
+    json.dumps({"ok": table})
