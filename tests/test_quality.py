@@ -206,8 +206,27 @@ def test_settings_from_env_and_flags(monkeypatch, tmp_path):
 
 
 def test_quality_table_has_the_ground_truth_row():
-    table = quality_table({"iqa": 3.91234, "iaa": 3.1, "iqa_ground_truth": 4.2, "iaa_ground_truth": None},
-                          {"iaa_ground_truth": "no ground truth images to score"}, "stand-in via /py", "TruePose")
-    assert "| TruePose | 3.912 | 3.100 |" in table and "| Ground Truth | 4.200 | n/a |" in table
-    assert "- n/a iaa_ground_truth: no ground truth images to score" in table and "stand-in via /py" in table
-    json.dumps({"ok": table})
+    ours = ({"iqa": 3.91234, "iaa": 3.1, "iqa_ground_truth": 4.2, "iaa_ground_truth": None},
+            {"iaa_ground_truth": "no ground truth images to score"})
+    base = ({"iqa": None, "iaa": 2.0}, {"iqa": "worker failed"})
+    table = quality_table({"TruePose": ours, "copy source": base}, "stand-in via /py")
+    assert "| TruePose | 3.912 | 3.100 |\n| copy source | n/a | 2.000 |\n| Ground Truth | 4.200 | n/a |" in table
+    assert "- n/a iaa_ground_truth (TruePose): no ground truth images to score" in table
+    assert "- n/a iqa (copy source): worker failed" in table and "stand-in via /py" in table
+
+
+def test_cli_flags_override_the_environment(monkeypatch):
+    import argparse
+
+    from pgpis.metrics.quality.cli import NOT_REQUESTED, add_quality_arguments, settings_from_args
+
+    p = argparse.ArgumentParser()
+    add_quality_arguments(p)
+    monkeypatch.setenv("PGPIS_QALIGN_PYTHON", "/env/python")
+    monkeypatch.setenv("PGPIS_QALIGN_DEVICE", "cuda:3")
+    s = settings_from_args(p.parse_args(["--qalign-python", "/other/python", "--trust-remote-code",
+                                         "--qalign-timeout", "7", "--qalign-backend", "pyiqa"]))
+    assert (s.python, s.device, s.trust_remote_code, s.image_timeout_s, s.backend) == \
+        ("/other/python", "cuda:3", True, 7.0, "pyiqa")
+    assert settings_from_args(p.parse_args([])).trust_remote_code is False
+    assert settings_from_args(p.parse_args(["--quality", "none"])) == NOT_REQUESTED

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
@@ -133,19 +133,22 @@ def score_quality(generated: Sequence[str | Path], ground_truth: Sequence[str | 
     return result
 
 
-def quality_table(metrics: dict, unavailable: dict[str, str], backend: str | None, method: str = "generated") -> str:
-    """TruePose's IQA / IAA columns: the method's row and the "Ground Truth" row, then reasons for n/a."""
-    def cell(key: str) -> str:
+def quality_table(rows: Mapping[str, tuple[Mapping, Mapping[str, str]]], backend: str | None = None) -> str:
+    """TruePose's IQA / IAA columns: one row per method ``{name: (metrics, unavailable)}``, then the
+    "Ground Truth" row (from the first method's evaluation), then the reasons for each n/a."""
+    def cell(metrics: Mapping, key: str) -> str:
         v = metrics.get(key)
-        return f"{v:.3f}" if v is not None else "n/a"
+        return f"{v:.3f}" if isinstance(v, (int, float)) else "n/a"
 
-    lines = ["| Images | IQA | IAA |", "|---|---:|---:|",
-             f"| {method} | {cell('iqa')} | {cell('iaa')} |",
-             f"| Ground Truth | {cell('iqa_ground_truth')} | {cell('iaa_ground_truth')} |", ""]
+    lines = ["| Images | IQA | IAA |", "|---|---:|---:|"]
+    lines += [f"| {name} | {cell(m, 'iqa')} | {cell(m, 'iaa')} |" for name, (m, _) in rows.items()]
+    first = next(iter(rows.values()), ({}, {}))
+    lines += [f"| Ground Truth | {cell(first[0], 'iqa_ground_truth')} | {cell(first[0], 'iaa_ground_truth')} |", ""]
     by_reason: dict[str, list[str]] = {}
-    for k in QUALITY_METRICS:
-        if k in unavailable:
-            by_reason.setdefault(unavailable[k], []).append(k)
+    for n, (name, (_, unavailable)) in enumerate(rows.items()):
+        for k in QUALITY_METRICS if n == 0 else QUALITY_METRICS[:2]:
+            if k in unavailable:
+                by_reason.setdefault(unavailable[k], []).append(k if len(rows) == 1 else f"{k} ({name})")
     lines += [f"- n/a {', '.join(ks)}: {why}" for why, ks in by_reason.items()]
     if backend:
         lines.append(f"IQA / IAA: Q-Align scores (1-5), mean over images; scored by {backend}.")
