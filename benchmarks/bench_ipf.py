@@ -63,7 +63,7 @@ def main() -> None:
     model_args, data_args = cfg["model"]["init_args"], cfg["data"]["init_args"]
     root = args.root
     if not (root / ".pgpis-synthetic").exists():
-        from pgpis.data.synthetic import write_synthetic_deepfashion
+        from pgpis.data.deepfashion.synthetic import write_synthetic_deepfashion
 
         root = Path(tempfile.mkdtemp(prefix="bench_ipf_")) / "deepfashion"
         write_synthetic_deepfashion(root, identities=40, poses=4, seed=0)

@@ -46,8 +46,8 @@ def main() -> None:
 
     from pgpis.data import keypoints as kpt
     from pgpis.data.phoenix import PhoenixDataModule
-    from pgpis.data.phoenix_layout import read_phoenix_index
-    from pgpis.data.synthetic_phoenix import write_synthetic_phoenix
+    from pgpis.data.phoenix.layout import read_phoenix_index
+    from pgpis.data.phoenix.synthetic import write_synthetic_phoenix
     from pgpis.metrics.hands import HandSSIM
 
     videos = {k: int(v) for k, v in (p.split("=") for p in args.videos.split(","))}

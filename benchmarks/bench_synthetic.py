@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pgpis.data.synthetic import _identity_images, _Job, write_synthetic_deepfashion
+from pgpis.data.deepfashion.synthetic import _identity_images, _Job, write_synthetic_deepfashion
 
 
 def _cpu_seconds() -> float:

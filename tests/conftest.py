@@ -15,7 +15,7 @@ SYNTHETIC_FIXTURE_ARGS = dict(seed=0, identities=12, poses=4, workers=1)
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Small synthetic DeepFashion (12 identities x 4 poses, seed 0) in the CFLD layout, with parsing maps."""
-    from pgpis.data.synthetic import write_synthetic_deepfashion
+    from pgpis.data.deepfashion.synthetic import write_synthetic_deepfashion
 
     root = tmp_path_factory.mktemp("synthetic_cfld")
     write_synthetic_deepfashion(root, layout="cfld", **SYNTHETIC_FIXTURE_ARGS)
@@ -25,7 +25,7 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_root_pcdms(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same data as `synthetic_root`, written in the PCDMs layout."""
-    from pgpis.data.synthetic import write_synthetic_deepfashion
+    from pgpis.data.deepfashion.synthetic import write_synthetic_deepfashion
 
     root = tmp_path_factory.mktemp("synthetic_pcdms")
     write_synthetic_deepfashion(root, layout="pcdms", **SYNTHETIC_FIXTURE_ARGS)
@@ -36,7 +36,7 @@ def synthetic_root_pcdms(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def synthetic_phoenix_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Small synthetic Phoenix14T (2 signers; 4 train, 1 dev, 2 test videos of 6-9 frames, seed 0), keypoints in
     all three containers: keypoints/phoenix-2014t.keypoints.{pkl,npz} and per-split tensor pickles phoenix-2014t.<split>."""
-    from pgpis.data.synthetic_phoenix import write_synthetic_phoenix
+    from pgpis.data.phoenix.synthetic import write_synthetic_phoenix
 
     root = tmp_path_factory.mktemp("synthetic_phoenix")
     write_synthetic_phoenix(root, seed=0, signers=2, videos={"train": 4, "dev": 1, "test": 2}, frames=(6, 9),

@@ -131,7 +131,7 @@ def test_fpdm_upload_source_pick_pose_generate(browser_page, tiny_ldm_checkpoint
     """Upload a source photo, pick a test pose, generate: the page shows the rendered pose and a new image."""
     from playwright.sync_api import expect
 
-    from pgpis.data.layouts import read_deepfashion_index
+    from pgpis.data.deepfashion.layout import read_deepfashion_index
 
     index = read_deepfashion_index(synthetic_root, splits=("test",), check_images="none")
     source_name, pose_name = _test_pair(synthetic_root)

@@ -84,7 +84,7 @@ def test_dataset_root_that_does_not_exist(tmp_path, capfd):
 
 
 def test_malformed_annotation_names_file_and_line(tmp_path, capfd):
-    from pgpis.data.synthetic import write_synthetic_deepfashion
+    from pgpis.data.deepfashion.synthetic import write_synthetic_deepfashion
 
     root = tmp_path / "df"
     write_synthetic_deepfashion(root, layout="cfld", seed=0, identities=4, poses=2, workers=1)

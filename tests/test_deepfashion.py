@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from pgpis.cli import main as pgpis_main
-from pgpis.data.deepfashion import DeepFashionDataModule, UnpaddedDistributedSampler
-from pgpis.data.layouts import (
+from pgpis.data.datamodule import UnpaddedDistributedSampler
+from pgpis.data.deepfashion import DeepFashionDataModule
+from pgpis.data.deepfashion.layout import (
     deepfashion_name,
     identity_of,
     name_to_pcdms_relpath,

@@ -21,7 +21,7 @@ from PIL import Image
 
 from pgpis.callbacks import DDIMInference
 from pgpis.diffusion import ClassifierFreeGuidance
-from pgpis.data.layouts import read_deepfashion_index
+from pgpis.data.deepfashion.layout import read_deepfashion_index
 from pgpis.inference.cli import generate_main
 from pgpis.metrics.pairs import generated_name
 from pgpis.errors import DataFormatError

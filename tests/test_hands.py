@@ -105,7 +105,7 @@ def _frames(video, ts):
 
 
 def test_hand_pe_with_oracle_on_synthetic_phoenix(synthetic_phoenix_root):
-    from pgpis.data.phoenix_layout import keypoints_with_missing, read_phoenix_index
+    from pgpis.data.phoenix.layout import keypoints_with_missing, read_phoenix_index
 
     video = read_phoenix_index(synthetic_phoenix_root).videos["test"][0]
     oracle = OracleHandEstimator()

@@ -14,7 +14,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from pgpis.data import keypoints as kpt
-from pgpis.data.layouts import read_deepfashion_index, stem
+from pgpis.data.deepfashion.layout import read_deepfashion_index, stem
 from pgpis.errors import DataFormatError, MissingWeightsError
 from pgpis.inference import export, load_pipeline, load_target_pose
 from pgpis.inference.cli import generate_main

@@ -23,10 +23,10 @@ from hypothesis.extra import numpy as hnp
 
 from pgpis.cli import main
 from pgpis.data import keypoints as kpt
-from pgpis.data.layouts import CFLD_ANNOTATION, read_deepfashion_index
-from pgpis.data.phoenix_keypoints import FRAME_SIZE as PHOENIX_FRAME
-from pgpis.data.phoenix_keypoints import check_keypoint_array, read_keypoint_file
-from pgpis.data.phoenix_layout import CORPUS, read_phoenix_index
+from pgpis.data.deepfashion.layout import CFLD_ANNOTATION, read_deepfashion_index
+from pgpis.data.phoenix.keypoints import FRAME_SIZE as PHOENIX_FRAME
+from pgpis.data.phoenix.keypoints import check_keypoint_array, read_keypoint_file
+from pgpis.data.phoenix.layout import CORPUS, read_phoenix_index
 from pgpis.errors import DataFormatError
 
 # Deterministic in CI (same examples every run, nothing written to a .hypothesis database) and lean.
@@ -134,7 +134,7 @@ def test_phoenix_check_and_setup_refuse(synth, tmp_path, capsys, value, containe
 
 
 def test_phoenix_frame_is_the_keypoint_frame():
-    from pgpis.data.phoenix_layout import FRAME_SIZE
+    from pgpis.data.phoenix.layout import FRAME_SIZE
 
     assert FRAME_SIZE == PHOENIX_FRAME == (260, 210)  # 210 wide x 260 high (DESIGN.md 3.3)
 

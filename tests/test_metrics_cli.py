@@ -8,7 +8,7 @@ import pytest
 
 import pgpis.metrics.fid as fid_mod
 from pgpis.cli import main
-from pgpis.data.layouts import read_deepfashion_index
+from pgpis.data.deepfashion.layout import read_deepfashion_index
 from pgpis.metrics.pairs import copy_source, generated_name
 from pgpis.metrics.weights import ALEXNET, CLEAN_INCEPTION
 

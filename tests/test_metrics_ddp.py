@@ -10,8 +10,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from pgpis.data.layouts import read_deepfashion_index
-from pgpis.metrics.evaluate import evaluate_deepfashion
+from pgpis.data.deepfashion.layout import read_deepfashion_index
+from pgpis.data.deepfashion.evaluate import evaluate_deepfashion
 from pgpis.metrics.fid import CleanFidExtractor
 from pgpis.metrics.lpips_net import build_lpips
 from pgpis.metrics.pairs import copy_source

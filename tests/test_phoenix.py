@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from pgpis.data.keypoints import COCO_WHOLEBODY_133, LEFT_HAND_KNUCKLE, MISSING
-from pgpis.data.phoenix_keypoints import (
+from pgpis.data.phoenix.keypoints import (
     RestrictedUnpickler,
     UnsafePickleError,
     convert_keypoints,
     read_keypoint_file,
 )
-from pgpis.data.phoenix_layout import (
+from pgpis.data.phoenix.layout import (
     CORPUS,
     FRAME_SIZE,
     FRAMES_DIR,
@@ -287,7 +287,7 @@ def test_cli_synth_refuses_foreign_folder_and_replaces_old_synthetic(tmp_path, c
 
 
 def test_synthetic_writer_is_deterministic(tmp_path):
-    from pgpis.data.synthetic_phoenix import write_synthetic_phoenix
+    from pgpis.data.phoenix.synthetic import write_synthetic_phoenix
 
     kw = dict(seed=5, signers=1, videos={"train": 1, "dev": 1, "test": 1}, frames=(3, 4))
     write_synthetic_phoenix(tmp_path / "a", **kw)

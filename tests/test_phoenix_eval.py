@@ -17,7 +17,7 @@ from pgpis.errors import DataFormatError
 from pgpis.metrics.fid import CleanFidExtractor
 from pgpis.metrics.hands import NO_ESTIMATOR, OracleHandEstimator
 from pgpis.metrics.pairs import generated_name
-from pgpis.metrics.phoenix_eval import copy_first_frame, evaluate_phoenix, read_phoenix_frames
+from pgpis.data.phoenix.evaluate import copy_first_frame, evaluate_phoenix, read_phoenix_frames
 from pgpis.metrics.protocols import get_protocol
 
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pgpis.data import synthetic as S
+from pgpis.data.deepfashion import synthetic as S
 from pgpis.data.keypoints import MISSING
-from pgpis.data.layouts import SYNTHETIC_MARKER, identity_of, read_deepfashion_index
+from pgpis.data.deepfashion.layout import SYNTHETIC_MARKER, identity_of, read_deepfashion_index
 from pgpis.data.parsing import LIP, read_parsing
 from pgpis.errors import DataFormatError
 

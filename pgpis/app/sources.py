@@ -14,7 +14,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from pgpis.data.layouts import DeepFashionIndex, read_deepfashion_index
+from pgpis.data.deepfashion.layout import DeepFashionIndex, read_deepfashion_index
 
 #: the split the app picks from: images the model never trained on
 SPLIT = "test"

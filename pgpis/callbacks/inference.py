@@ -21,7 +21,7 @@
   next to the copy-source and background-only baselines; the gather is a
   collective all ranks join. Rank 0 prints the table, writes ``metrics_path``
   (JSON) and a grid PNG. With ``protocol`` set, the folder is also handed to
-  :func:`pgpis.metrics.evaluate_deepfashion` (SSIM variants / LPIPS / FID at the
+  :func:`pgpis.data.deepfashion.evaluate_deepfashion` (SSIM variants / LPIPS / FID at the
   protocol's report size).
 
 It runs at the end of ``pgpis test`` (``on_test_epoch_end``) and, with
@@ -109,7 +109,7 @@ class DDIMInference(pl.Callback):
             metrics stay at the native size.
         after_fit: also run at the end of ``fit``.
         overwrite: regenerate existing files.
-        protocol: also run :func:`pgpis.metrics.evaluate_deepfashion` with this named protocol.
+        protocol: also run :func:`pgpis.data.deepfashion.evaluate_deepfashion` with this named protocol.
     """
 
     def __init__(
@@ -295,7 +295,7 @@ class DDIMInference(pl.Callback):
         return dict(zip(keys, (int(v) for v in total.tolist())))
 
     def _protocol_metrics(self, trainer: pl.Trainer) -> dict[str, Any]:
-        from pgpis.metrics.evaluate import evaluate_deepfashion
+        from pgpis.data.deepfashion.evaluate import evaluate_deepfashion
 
         root = getattr(getattr(trainer.datamodule, "hparams", {}), "get", lambda *_: None)("root")
         if root is None:

@@ -161,3 +161,29 @@ def category_mask(parsing, categories: Iterable[str], label_set: LabelSet = LIP,
     import torch
 
     return torch.isin(parsing, torch.as_tensor(ids, dtype=parsing.dtype, device=parsing.device))
+
+
+def _pascal_palette() -> list[int]:
+    """The common PASCAL-VOC colour map, so written parsing maps are viewable."""
+    palette = []
+    for i in range(256):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette += [r, g, b]
+    return palette
+
+
+PARSING_PALETTE = _pascal_palette()
+
+
+def write_parsing_png(path: str | os.PathLike, labels: np.ndarray) -> None:
+    """Save class indices as a palette ("P") PNG, the format human parsers (SCHP) write."""
+    arr = np.ascontiguousarray(labels, dtype=np.uint8)
+    im = Image.frombytes("P", (arr.shape[1], arr.shape[0]), arr.tobytes())
+    im.putpalette(PARSING_PALETTE)
+    im.save(path)

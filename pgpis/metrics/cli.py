@@ -4,7 +4,10 @@
         --generated DIR --protocol deepfashion-256x176 --out metrics.json
 
 Writes metrics.json (metrics that cannot be computed are null with the reason
-in "unavailable") and prints the papers' markdown table.
+in "unavailable") and prints the papers' markdown table. The dataset's package
+(found through :mod:`pgpis.data.registry`) adds its options and does the scoring
+(``add_evaluate_arguments``, ``run_evaluate``); this module owns the shared options
+and the output.
 """
 from __future__ import annotations
 
@@ -14,24 +17,27 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from pgpis.data import registry
 from pgpis.errors import DataFormatError
-from pgpis.metrics.protocols import PROTOCOLS
+from pgpis.metrics.protocols import all_protocols
 
-DATASETS = ("deepfashion", "phoenix")  # phoenix: pgpis/metrics/phoenix_cli.py
+DEFAULT_DATASET = "deepfashion"
 DEFAULT_CACHE = Path(os.environ.get("PGPIS_FID_CACHE", Path.home() / ".cache" / "pgpis" / "fid-stats"))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pgpis evaluate", description=__doc__.split("\n\n")[0],
+def build_parser(dataset: str = DEFAULT_DATASET) -> argparse.ArgumentParser:
+    """The shared options plus `dataset`'s own (its ``add_evaluate_arguments``)."""
+    module = registry.dataset_module(dataset)
+    p = argparse.ArgumentParser(prog="pgpis evaluate" if dataset == DEFAULT_DATASET else f"pgpis evaluate --dataset {dataset}", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Weights (offline): --alexnet-weights / $PGPIS_ALEXNET_WEIGHTS, "
                                        "--inception-weights / $PGPIS_INCEPTION_WEIGHTS (clean-fid) or "
                                        "$PGPIS_TORCHVISION_INCEPTION_WEIGHTS (legacy protocols).")
-    p.add_argument("--dataset", choices=DATASETS, default="deepfashion")
+    p.add_argument("--dataset", choices=registry.available(), default=DEFAULT_DATASET)
     p.add_argument("--root", required=True, help="dataset root (CFLD or PCDMs layout)")
     p.add_argument("--split", default="test")
     p.add_argument("--generated", required=True, help="folder of <source stem>_to_<target stem>.png")
-    p.add_argument("--protocol", default="deepfashion-256x176", help=f"one of: {', '.join(sorted(PROTOCOLS))}")
+    p.add_argument("--protocol", default=module.DEFAULT_PROTOCOL, help=f"one of: {', '.join(sorted(all_protocols()))}")
     p.add_argument("--out", default="metrics.json")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu")
@@ -45,23 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--make-copy-source", action="store_true",
                    help="first write the copy-the-source baseline into --generated (each target replaced by its "
                         "source, PIL-bicubic resized to the protocol size), then evaluate it")
+    module.add_evaluate_arguments(p)
     return p
-
-
-def _write_copy_source(args: argparse.Namespace) -> None:
-    from pgpis.data.layouts import read_deepfashion_index
-    from pgpis.metrics.pairs import copy_source
-    from pgpis.metrics.protocols import get_protocol
-
-    index = read_deepfashion_index(args.root, check_images="none")
-    copy_source(index.pairs.get(args.split, []), index.image_path, args.generated, size=get_protocol(args.protocol).size)
 
 
 def list_protocols() -> str:
     """Markdown list of the registered protocols and their settings (`--list-protocols`)."""
     lines = []
-    for name in sorted(PROTOCOLS):
-        p = PROTOCOLS[name]
+    protocols = all_protocols()
+    for name in sorted(protocols):
+        p = protocols[name]
         h, w = p.size
         lines.append(f"- `{name}`: {p.description}\n  report size {h}x{w} (h x w), {p.resize}; SSIM window {p.ssim_win_size}; "
                      f"Gaussian SSIM sigma {p.ssim_gaussian_sigma}, data range "
@@ -75,26 +74,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--list-protocols" in argv:
         print(list_protocols())
         return 0
-    if "phoenix" in (argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--dataset") or "--dataset=phoenix" in argv:
-        from pgpis.metrics.phoenix_cli import main as phoenix_main
-
-        return phoenix_main(argv)
-    args = build_parser().parse_args(argv)
-    from pgpis.metrics.evaluate import WeightPaths, evaluate_deepfashion
+    args = build_parser(_dataset(argv)).parse_args(argv)
+    run_evaluate = registry.dataset_module(args.dataset).run_evaluate
 
     def log(msg: str) -> None:
         print(f"[pgpis evaluate] {msg}", file=sys.stderr)
 
     try:
-        if args.make_copy_source:
-            _write_copy_source(args)
-            log(f"wrote the copy-the-source baseline to {args.generated}")
-        result = evaluate_deepfashion(
-            args.root, args.split, args.generated, args.protocol,
-            allow_missing=args.allow_missing, batch_size=args.batch_size, device=args.device,
-            weights=WeightPaths(alexnet=args.alexnet_weights, inception=args.inception_weights),
-            fid_cache_dir=args.fid_real_cache or None, log=log,
-        )
+        result, rows = run_evaluate(args, log)
     except DataFormatError as err:
         print(f"pgpis evaluate: {err}", file=sys.stderr)
         return 2
@@ -102,9 +89,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"{len(result.missing)} of {result.n_expected} generated images missing (scored {result.n_pairs}): "
             + ", ".join(result.missing[:10]) + (" ..." if len(result.missing) > 10 else ""))
     out = result.write_json(args.out)
-    print(result.markdown_table(args.name or Path(args.generated).resolve().name))
+    for name, row in rows.items():
+        row.write_json(Path(args.out).with_name(Path(args.out).stem + "_" + name.replace(" ", "_") + ".json"))
+    method = args.name or Path(args.generated).resolve().name
+    print(result.markdown_table(method, rows) if rows else result.markdown_table(method))
     log(f"wrote {out}")
     return 0
+
+
+def _dataset(argv: Sequence[str]) -> str:
+    """`--dataset NAME` / `--dataset=NAME` read before parsing, since the dataset decides the options."""
+    for i, a in enumerate(argv):
+        if a == "--dataset" and i + 1 < len(argv):
+            name = argv[i + 1]
+        elif a.startswith("--dataset="):
+            name = a.split("=", 1)[1]
+        else:
+            continue
+        return name if name in registry.available() else DEFAULT_DATASET  # argparse then names the choices
+    return DEFAULT_DATASET
 
 
 if __name__ == "__main__":

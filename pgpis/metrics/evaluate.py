@@ -19,7 +19,7 @@ from typing import Callable, Literal, Mapping, Sequence
 import numpy as np
 import torch
 
-from pgpis.errors import DataFormatError, MissingWeightsError, Problem
+from pgpis.errors import MissingWeightsError
 from pgpis.metrics.fid import (FeatureExtractor, GaussianStats, build_extractor, cache_file, frechet_distance,
                                load_stats, save_stats)
 from pgpis.metrics.images import load_resized, stack01
@@ -254,23 +254,3 @@ def evaluate_folder(
     return EvaluationResult(protocol, len(matching.found), metrics, unavailable,
                             n_expected=len(pairs) - len(matching.duplicates),
                             missing=matching.missing, unexpected=matching.unexpected)
-
-
-def deepfashion_real_sets(index, split: str) -> dict[str, list[Path]]:
-    """FID real sets of a DeepFashion index: all training images, and the split's targets."""
-    targets = sorted({t for _, t in index.pairs[split]})
-    return {"fid": [index.image_path(n) for n in index.split_images("train")],
-            "fid_test": [index.image_path(n) for n in targets]}
-
-
-def evaluate_deepfashion(root: str | Path, split: str, generated_dir: str | Path, protocol: str | Protocol,
-                         **kwargs) -> EvaluationResult:
-    """:func:`evaluate_folder` on a DeepFashion copy (CFLD or PCDMs layout) and one of its splits."""
-    from pgpis.data.layouts import read_deepfashion_index
-
-    index = read_deepfashion_index(root, check_images="none")
-    if not index.pairs.get(split):
-        raise DataFormatError(Problem(str(root), f"split '{split}' has no pairs",
-                                      f"use one of: {', '.join(s for s, p in index.pairs.items() if p) or '(none)'}"))
-    return evaluate_folder(generated_dir, index.pairs[split], index.image_path, protocol,
-                           deepfashion_real_sets(index, split), **kwargs)

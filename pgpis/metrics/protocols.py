@@ -2,8 +2,11 @@
 
 Papers in the field differ in report size, SSIM variant and which Inception
 network / real set FID uses; a protocol pins all of that under one name that
-is written into ``metrics.json``. Other datasets register their own presets
-with :func:`register_protocol` (e.g. ``phoenix-260x210``).
+is written into ``metrics.json``. Each dataset package registers its own presets
+with :func:`register_protocol` (``pgpis/data/<dataset>/protocols.py``, e.g.
+``deepfashion-256x176``, ``phoenix-260x210``). The end of this module imports
+them all through :mod:`pgpis.data.registry`, so ``PROTOCOLS`` holds every preset
+as soon as this module is imported (as when the presets lived here).
 """
 from __future__ import annotations
 
@@ -64,35 +67,30 @@ def register_protocol(protocol: Protocol, *, replace: bool = False) -> Protocol:
     return protocol
 
 
+def all_protocols() -> dict[str, Protocol]:
+    """Every dataset package's presets (imported through the registry), by name."""
+    from pgpis.data.registry import load_protocols
+
+    load_protocols()
+    return PROTOCOLS
+
+
 def get_protocol(name: str | Protocol) -> Protocol:
     """Look a preset up by name; the error lists the known ones."""
     if isinstance(name, Protocol):
         return name
+    if name not in PROTOCOLS:
+        all_protocols()  # a dataset package created after this module was imported
     if name not in PROTOCOLS:
         raise DataFormatError(Problem("--protocol", f"unknown evaluation protocol '{name}'",
                                       f"use one of: {', '.join(sorted(PROTOCOLS))}"))
     return PROTOCOLS[name]
 
 
-_DF = "DeepFashion In-shop pose transfer"
-register_protocol(Protocol(
-    "deepfashion-256x176", (256, 176),
-    f"{_DF} at 256x176 (h x w); FID with clean-fid's TF-Inception (the standard).",
-))
-register_protocol(Protocol(
-    "deepfashion-512x352", (512, 352),
-    f"{_DF} at 512x352 (h x w); FID with clean-fid's TF-Inception (the standard).",
-))
-register_protocol(Protocol(
-    "deepfashion-256x176-legacy", (256, 176),
-    f"{_DF} at 256x176; FID with torchvision's Inception-v3 as in the PIDM/CFLD/FPDM evaluation code "
-    "(bilinear to 299, torchvision transform_input applied to [0,1] inputs, 2048-d pool features).",
-    fid_extractor="torchvision",
-))
-register_protocol(Protocol(
-    "deepfashion-512x352-legacy", (512, 352),
-    f"{_DF} at 512x352; FID with torchvision's Inception-v3 as in the PIDM/CFLD/FPDM evaluation code.",
-    fid_extractor="torchvision",
-))
+def _register_dataset_presets() -> None:
+    from pgpis.data.registry import load_protocols
 
-from pgpis.metrics import phoenix_protocol  # noqa: E402,F401  (registers phoenix-260x210)
+    load_protocols()
+
+
+_register_dataset_presets()  # after Protocol / register_protocol exist: the dataset modules import them from here

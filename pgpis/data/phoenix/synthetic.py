@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from pgpis.data.keypoints import FACE_START, LEFT_HAND_START, RIGHT_HAND_START
-from pgpis.data.phoenix_layout import CORPUS, CORPUS_HEADER, FRAME_SIZE, FRAMES_DIR, KEYPOINTS_DIR, SPLITS, SYNTHETIC_MARKER
-from pgpis.data.phoenix_keypoints import write_keypoints_npz
+from pgpis.data.phoenix.layout import CORPUS, CORPUS_HEADER, FRAME_SIZE, FRAMES_DIR, KEYPOINTS_DIR, SPLITS, SYNTHETIC_MARKER
+from pgpis.data.phoenix.keypoints import write_keypoints_npz
 from pgpis.errors import DataFormatError, Problem
 
 KEYPOINT_FORMATS = ("pickle", "tensor-pickle", "npz")

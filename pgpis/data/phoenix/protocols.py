@@ -1,8 +1,8 @@
 """The ``phoenix-260x210`` evaluation protocol (FPDM's Phoenix14T numbers), registered by name.
 
 Kept free of torch so that importing :mod:`pgpis.metrics.protocols` (which
-imports this module to register the preset) stays cheap. The scoring itself
-lives in :mod:`pgpis.metrics.phoenix_eval`.
+imports this module through :mod:`pgpis.data.registry` to register the preset)
+stays cheap. The scoring itself lives in :mod:`pgpis.data.phoenix.evaluate`.
 """
 from __future__ import annotations
 
@@ -25,3 +25,6 @@ PHOENIX_PROTOCOL = register_protocol(Protocol(
            "hand_pe": "mean |dx|+|dy| (px) over counted hands and points the estimator finds with score >= 0.3 on "
                       "the real frame"},
 ))
+
+DEFAULT_PROTOCOL = PHOENIX_PROTOCOL_NAME
+PROTOCOLS: tuple[Protocol, ...] = (PHOENIX_PROTOCOL,)

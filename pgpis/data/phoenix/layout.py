@@ -25,9 +25,9 @@ import numpy as np
 from PIL import Image
 
 from pgpis.data import keypoints as kpt
-from pgpis.data.layouts import ImageCheck
-from pgpis.data.phoenix_keypoints import FRAME_SIZE as KEYPOINT_FRAME
-from pgpis.data.phoenix_keypoints import PICKLE_SUFFIXES, UnsafePickleError, read_keypoint_files
+from pgpis.data.images import ImageCheck
+from pgpis.data.phoenix.keypoints import FRAME_SIZE as KEYPOINT_FRAME
+from pgpis.data.phoenix.keypoints import PICKLE_SUFFIXES, UnsafePickleError, read_keypoint_files
 from pgpis.errors import DataFormatError, Problem
 
 Size = tuple[int, int]  # (height, width)

@@ -15,7 +15,6 @@ Validation holds out whole *training identities* — never the test split.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -25,11 +24,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from pgpis.data import keypoints as kpt
 from pgpis.data import parsing as prs
-from pgpis.data.datamodule import PairDataModule, UnpaddedDistributedSampler  # noqa: F401 (re-exported)
-from pgpis.data.layouts import DeepFashionIndex, ImageCheck, identity_of, read_deepfashion_index
-from pgpis.errors import DataFormatError, Problem
-
-Size = tuple[int, int]  # (height, width)
+from pgpis.data.datamodule import PairDataModule
+from pgpis.data.deepfashion.layout import DeepFashionIndex, identity_of, read_deepfashion_index
+from pgpis.data.images import ImageCheck, Size, load_rgb, resize_image, to_tensor
 
 IMAGE_SIZE_PRESETS: dict[str, Size] = {"512x352": (512, 352), "256x176": (256, 176)}
 
@@ -45,27 +42,6 @@ class Augmentation:
     @property
     def active(self) -> bool:
         return self.flip_prob > 0 or self.keypoint_jitter > 0 or self.identity_pair_prob > 0
-
-
-def to_tensor(image: Image.Image | np.ndarray) -> torch.Tensor:
-    """uint8 RGB (PIL or HxWx3) -> float [3, H, W] in [-1, 1]."""
-    arr = np.asarray(image, dtype=np.uint8)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div(127.5).sub(1.0)
-
-
-def resize_image(image: Image.Image, size: Size) -> Image.Image:
-    """PIL bicubic resize to (h, w); no crop, no pad."""
-    h, w = size
-    return image if image.size == (w, h) else image.resize((w, h), Image.BICUBIC)
-
-
-def load_rgb(path: Path, name: str) -> Image.Image:
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except Exception as err:  # surfaced with the file and the fix instead of a bare PIL trace
-        raise DataFormatError(Problem(str(path), f"image does not decode ({type(err).__name__}: {err})",
-                                      "re-extract this image, or run `pgpis data check` to list every broken file", item=name)) from err
 
 
 class DeepFashionDataset(Dataset):

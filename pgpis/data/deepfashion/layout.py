@@ -37,11 +37,12 @@ import numpy as np
 from PIL import Image
 
 from pgpis.data import keypoints as kpt
+from pgpis.data.images import ImageCheck
+from pgpis.data.parsing import write_parsing_png
 from pgpis.errors import DataFormatError, Problem
 
 Layout = Literal["cfld", "pcdms"]
 SPLITS = ("train", "test")
-ImageCheck = Literal["none", "header", "decode"]
 
 CFLD_PAIRS = "fasion-resize-pairs-{split}.csv"
 CFLD_ANNOTATION = "fasion-resize-annotation-{split}.csv"
@@ -388,29 +389,3 @@ class DeepFashionWriter:
                            for s, t in self._pairs[split]]
                 (self.root / PCDMS_PAIRS.format(split=split)).write_text(json.dumps(entries, indent=1))
         (self.root / SYNTHETIC_MARKER).write_text(json.dumps(summary or {}, indent=1, sort_keys=True))
-
-
-def _pascal_palette() -> list[int]:
-    """The common PASCAL-VOC colour map, so written parsing maps are viewable."""
-    palette = []
-    for i in range(256):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette += [r, g, b]
-    return palette
-
-
-PARSING_PALETTE = _pascal_palette()
-
-
-def write_parsing_png(path: Path, labels: np.ndarray) -> None:
-    """Save class indices as a palette ("P") PNG, the format human parsers (SCHP) write."""
-    arr = np.ascontiguousarray(labels, dtype=np.uint8)
-    im = Image.frombytes("P", (arr.shape[1], arr.shape[0]), arr.tobytes())
-    im.putpalette(PARSING_PALETTE)
-    im.save(path)

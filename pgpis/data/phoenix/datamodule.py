@@ -27,9 +27,8 @@ from torch.utils.data import Dataset
 
 from pgpis.data import keypoints as kpt
 from pgpis.data.datamodule import PairDataModule
-from pgpis.data.deepfashion import load_rgb, resize_image, to_tensor
-from pgpis.data.layouts import ImageCheck
-from pgpis.data.phoenix_layout import (  # re-exported: the Phoenix API is importable from here
+from pgpis.data.images import ImageCheck, load_rgb, resize_image, to_tensor
+from pgpis.data.phoenix.layout import (  # re-exported by pgpis.data.phoenix
     CORPUS,
     CORPUS_HEADER,
     FRAME_SIZE,

@@ -1,8 +1,8 @@
 """Phoenix14T in `pgpis data`: `synth|check|preview --dataset phoenix` and `convert-keypoints`.
 
-Hooked into :mod:`pgpis.data.cli` (which owns the parser) by small calls, so
-the Phoenix options live beside the Phoenix code. None of this imports
-torch/Lightning unless a tensor pickle is read.
+The dataset hooks :mod:`pgpis.data.cli` (which owns the parser) dispatches to
+through :mod:`pgpis.data.registry`, so the Phoenix options live beside the
+Phoenix code. None of this imports torch/Lightning unless a tensor pickle is read.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -19,6 +20,20 @@ from pgpis.errors import DataFormatError
 from pgpis.grids import upscale_factor, upscale_nearest
 
 KEYPOINT_FORMATS = ("pickle", "tensor-pickle", "npz")
+
+
+def add_cli_arguments(command: str, parser: argparse.ArgumentParser) -> None:
+    """The Phoenix options of `pgpis data <command>` (on the parser every dataset shares)."""
+    if command == "synth":
+        add_synth_arguments(parser)
+    elif command == "check":
+        add_check_arguments(parser)
+
+
+def add_tools(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], int]]:
+    """Phoenix-only subcommands: `pgpis data convert-keypoints`."""
+    add_convert_parser(sub)
+    return {"convert-keypoints": convert}
 
 
 def add_synth_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,8 +71,8 @@ def _frames(text: str) -> tuple[int, int]:
         raise SystemExit(f"pgpis data: --frames '{text}' is not MIN-MAX, e.g. 12-20") from None
 
 
-def synth(args: argparse.Namespace) -> int:
-    from pgpis.data.synthetic_phoenix import write_synthetic_phoenix
+def run_synth(args: argparse.Namespace) -> int:
+    from pgpis.data.phoenix.synthetic import write_synthetic_phoenix
 
     t0 = time.perf_counter()
     try:
@@ -77,8 +92,8 @@ def _print_problems(root: Path, err: DataFormatError) -> int:
     return 1
 
 
-def check(args: argparse.Namespace) -> int:
-    from pgpis.data.phoenix_layout import read_phoenix_index
+def run_check(args: argparse.Namespace) -> int:
+    from pgpis.data.phoenix.layout import read_phoenix_index
 
     t0 = time.perf_counter()
     try:
@@ -100,7 +115,7 @@ def check(args: argparse.Namespace) -> int:
 
 
 def convert(args: argparse.Namespace) -> int:
-    from pgpis.data.phoenix_keypoints import convert_keypoints
+    from pgpis.data.phoenix.keypoints import convert_keypoints
 
     try:
         path, n = convert_keypoints(args.inputs, args.out)
@@ -110,10 +125,10 @@ def convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def preview(args: argparse.Namespace) -> int:
+def run_preview(args: argparse.Namespace) -> int:
     """Grid: first frame | target whole-body pose | target frame, for a few test pairs."""
     from pgpis.data import keypoints as kpt
-    from pgpis.data.phoenix_layout import FRAME_SIZE, first_frame_pairs, keypoints_with_missing, read_phoenix_index
+    from pgpis.data.phoenix.layout import FRAME_SIZE, first_frame_pairs, keypoints_with_missing, read_phoenix_index
 
     split = "test" if args.split == "test" else "train"
     index = read_phoenix_index(args.root, splits=(split,))
@@ -137,9 +152,3 @@ def preview(args: argparse.Namespace) -> int:
     grid.save(args.out)
     print(f"wrote Phoenix preview grid ({len(chosen)} pairs, {split} split) to {args.out}")
     return 0
-
-
-def main(args: argparse.Namespace) -> int:
-    if args.tool == "convert-keypoints":
-        return convert(args)
-    return {"synth": synth, "check": check, "preview": preview}[args.tool](args)

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from pgpis.data.keypoints import CFLD_FRAME, MISSING
-from pgpis.data.layouts import PARSING_DIR, SYNTHETIC_MARKER, DeepFashionWriter, deepfashion_name
+from pgpis.data.deepfashion.layout import PARSING_DIR, SYNTHETIC_MARKER, DeepFashionWriter, deepfashion_name
 from pgpis.data.parsing import LIP
 from pgpis.errors import DataFormatError, Problem
 
@@ -596,7 +596,7 @@ def write_synthetic_deepfashion(
         writer.add_pairs(split, pairs)
         c = counts[split]
         c[0], c[1], c[2] = c[0] + 1, c[1] + len(names), c[2] + len(pairs)
-    summary: dict = {"generator": "pgpis.data.synthetic", "seed": seed, "layout": layout, "size": f"{size[0]}x{size[1]}",
+    summary: dict = {"generator": "pgpis.data.deepfashion.synthetic", "seed": seed, "layout": layout, "size": f"{size[0]}x{size[1]}",
                      "parsing": parsing, "background_rgb": list(BACKGROUND_RGB)}
     for s in ("train", "test"):
         summary.update({f"{s}_identities": counts[s][0], f"{s}_images": counts[s][1], f"{s}_pairs": counts[s][2]})

@@ -1,0 +1,37 @@
+"""DeepFashion In-shop: on-disk layouts (CFLD / PCDMs), DataModule, synthetic writer, CLI hooks, protocols.
+
+Names are re-exported lazily (importing this package imports neither torch nor
+the submodules), so YAML class paths and checkpoints that say
+``pgpis.data.deepfashion.DeepFashionDataModule`` keep resolving, and the CLI
+hooks (:mod:`pgpis.data.registry`) cost nothing until a command runs.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    # datamodule
+    "DeepFashionDataModule": "datamodule", "DeepFashionDataset": "datamodule", "DeepFashionImages": "datamodule",
+    "Augmentation": "datamodule", "IMAGE_SIZE_PRESETS": "datamodule", "split_validation_identities": "datamodule",
+    # the shared image helpers this module has always exported (they live in pgpis.data.images)
+    "to_tensor": "datamodule", "resize_image": "datamodule", "load_rgb": "datamodule",
+    # layout
+    "DeepFashionIndex": "layout", "DeepFashionWriter": "layout", "read_deepfashion_index": "layout",
+    "detect_layout": "layout", "deepfashion_name": "layout", "identity_of": "layout",
+    # synthetic writer
+    "write_synthetic_deepfashion": "synthetic",
+    # evaluation
+    "evaluate_deepfashion": "evaluate", "deepfashion_real_sets": "evaluate",
+    "PROTOCOLS": "protocols", "DEFAULT_PROTOCOL": "protocols",
+    # CLI hooks (pgpis.data.registry)
+    "add_cli_arguments": "cli", "run_synth": "cli", "run_check": "cli", "run_preview": "cli",
+    "add_evaluate_arguments": "cli", "run_evaluate": "cli",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

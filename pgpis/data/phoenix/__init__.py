@@ -1,0 +1,36 @@
+"""RWTH-PHOENIX-Weather 2014T: layout reader, keypoint pickles, DataModule, synthetic writer, CLI hooks, protocol.
+
+Names are re-exported lazily (importing this package imports neither torch nor
+the submodules), so YAML class paths and checkpoints that say
+``pgpis.data.phoenix.PhoenixDataModule`` keep resolving, and the CLI hooks
+(:mod:`pgpis.data.registry`) cost nothing until a command runs.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    # datamodule (and the layout API it has always re-exported)
+    "PhoenixDataModule": "datamodule", "PhoenixDataset": "datamodule",
+    "CORPUS": "layout", "CORPUS_HEADER": "layout", "FRAME_SIZE": "layout", "FRAMES_DIR": "layout",
+    "KEYPOINTS_DIR": "layout", "REPORT_SIZE": "layout", "SPLITS": "layout", "PhoenixIndex": "layout",
+    "PhoenixVideo": "layout", "first_frame_pairs": "layout", "keypoints_with_missing": "layout",
+    "read_phoenix_index": "layout", "train_triplets": "layout",
+    # keypoint files and the synthetic writer
+    "UnsafePickleError": "keypoints", "read_keypoint_files": "keypoints", "convert_keypoints": "keypoints",
+    "write_synthetic_phoenix": "synthetic",
+    # evaluation
+    "evaluate_phoenix": "evaluate", "PhoenixEvaluationResult": "evaluate",
+    "PROTOCOLS": "protocols", "DEFAULT_PROTOCOL": "protocols", "PHOENIX_PROTOCOL": "protocols",
+    # CLI hooks (pgpis.data.registry)
+    "add_cli_arguments": "cli", "run_synth": "cli", "run_check": "cli", "run_preview": "cli", "add_tools": "cli",
+    "add_evaluate_arguments": "evaluate_cli", "run_evaluate": "evaluate_cli",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,65 @@
+"""`pgpis evaluate --dataset phoenix`: the Phoenix14T protocol from the shell.
+
+    pgpis evaluate --dataset phoenix --root PHOENIX-2014-T --split test \\
+        --generated DIR --protocol phoenix-260x210 [--baseline-out DIR] [--hand-estimator MODULE:FACTORY]
+
+Same options as the DeepFashion evaluation (weights, FID cache, --allow-missing)
+plus the keypoint file(s), an optional hand-keypoint estimator for Hand PE and
+the copy-the-first-frame baseline as a second table row. These are the
+evaluation hooks :mod:`pgpis.metrics.cli` calls through :mod:`pgpis.data.registry`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+from dataclasses import replace
+from typing import TYPE_CHECKING, Callable, Optional
+
+if TYPE_CHECKING:
+    from pgpis.metrics.evaluate import EvaluationResult
+
+
+def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    """The Phoenix options of `pgpis evaluate --dataset phoenix`."""
+    p.add_argument("--keypoints", nargs="+", default=None,
+                   help="COCO-WholeBody keypoint file(s) (default: <root>/keypoints/, .npz first)")
+    p.add_argument("--hand-estimator", default=None, metavar="MODULE:FACTORY",
+                   help="Hand PE: a callable returning a pgpis.metrics.hands.HandKeypointEstimator "
+                        "(without it Hand PE is reported unavailable)")
+    p.add_argument("--baseline-out", default=None, metavar="DIR",
+                   help="also write the copy-the-first-frame baseline to DIR and score it as a second row")
+
+
+def load_estimator(spec: Optional[str]):
+    """``module:factory`` -> ``factory()``; None stays None (Hand PE unavailable)."""
+    if spec is None:
+        return None
+    if ":" not in spec:
+        raise SystemExit(f"pgpis evaluate: --hand-estimator '{spec}': expected MODULE:FACTORY, e.g. mypkg.hrnet:build")
+    module, name = spec.split(":", 1)
+    return getattr(importlib.import_module(module), name)()
+
+
+def run_evaluate(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[EvaluationResult, dict[str, EvaluationResult]]:
+    """Score `args.generated` under the Phoenix protocol; the copy-the-first-frame row when `--baseline-out`."""
+    from pgpis.data.phoenix.evaluate import copy_first_frame, evaluate_phoenix, read_phoenix_frames
+    from pgpis.metrics.evaluate import WeightPaths
+    from pgpis.metrics.pairs import generated_name
+
+    common = dict(protocol=args.protocol, hand_estimator=load_estimator(args.hand_estimator),
+                  batch_size=args.batch_size, device=args.device, log=log,
+                  weights=WeightPaths(alexnet=args.alexnet_weights, inception=args.inception_weights),
+                  fid_cache_dir=args.fid_real_cache or None)
+    frames = read_phoenix_frames(args.root, args.split, args.keypoints)
+    if getattr(args, "make_copy_source", False):  # the shared flag: here the copy-the-first-frame baseline
+        copy_first_frame(frames, args.generated)
+        log(f"wrote the copy-the-first-frame baseline to {args.generated}")
+    result = evaluate_phoenix(args.root, args.split, args.generated, frames=frames,
+                              allow_missing=args.allow_missing, **common)
+    rows: dict[str, EvaluationResult] = {}
+    if args.baseline_out:  # on the same pairs as the generated folder
+        missing = set(result.missing)
+        scored = replace(frames, pairs=[pr for pr in frames.pairs if generated_name(*pr) not in missing])
+        out = copy_first_frame(scored, args.baseline_out)
+        rows["copy first frame"] = evaluate_phoenix(args.root, args.split, out, frames=scored, **common)
+    return result, rows
