@@ -117,7 +117,8 @@ def resolve_model(what: str, spec: str, offline: bool | None) -> str:
             f"  URL: {spec}\n  looked in: {folder}\n"
             f"  Fix: on a machine with internet, download the URL into that folder (rtmlib extracts the zip "
             f"itself; or put its end2end.onnx there as {os.path.basename(urlparse(spec).path).split('.')[0]}.onnx), "
-            f"or pass a local .onnx path: load_estimator('rtmlib', {what}='path/to/model.onnx').")
+            f"or pass a local .onnx path: load_estimator('rtmlib', {what}='path/to/model.onnx') "
+            f"(command line: --estimator-option {what}=PATH).")
     return spec
 
 
