@@ -230,3 +230,26 @@ def test_cli_flags_override_the_environment(monkeypatch):
         ("/other/python", "cuda:3", True, 7.0, "pyiqa")
     assert settings_from_args(p.parse_args([])).trust_remote_code is False
     assert settings_from_args(p.parse_args(["--quality", "none"])) == NOT_REQUESTED
+
+
+def test_shipped_worker_protocol_loop_keeps_stdout_clean(images, tmp_path):
+    """The shipped worker's own main loop, with its model replaced by a constant scorer that
+    prints to stdout the way loading libraries do: the noise goes to stderr, the protocol stays parseable."""
+    wrapper = tmp_path / "wrapped_worker.py"
+    wrapper.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(WORKER.parent)!r})\n"
+        "import qalign_worker as w\n"
+        "def load(args):\n"
+        "    print('Loading checkpoint shards: 100%')\n"
+        "    return (lambda path, task: {'quality': 2.5, 'aesthetics': 4.0}[task]), 'constant (' + args.model + ')'\n"
+        "w.environment_problems = lambda args: []\n"
+        "w.load_scorer = load\n"
+        "sys.exit(w.main(sys.argv[1:]))\n")
+    settings = QAlignSettings(python=sys.executable, worker=str(wrapper))
+    res = score_quality(*images, settings)  # a stdout print during loading would be a protocol error here
+    assert (res.metrics["iqa"], res.metrics["iaa"], res.metrics["iqa_ground_truth"]) == (2.5, 4.0, 2.5)
+    assert res.backend == f"constant ({HUB_ID}) via {sys.executable}"
+    with QAlignWorker(settings) as worker:
+        with pytest.raises(QualityWorkerError, match="could not score"):
+            worker.score(tmp_path / "missing.png", ("sharpness",))  # an unknown task: the worker names the error

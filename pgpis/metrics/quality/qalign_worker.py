@@ -113,7 +113,10 @@ def load_scorer(args: argparse.Namespace):
     import transformers
     from PIL import Image
 
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = args.device
+    if device == "auto":  # under torchrun each rank's worker takes that rank's GPU
+        rank = int(os.environ.get("LOCAL_RANK", "0"))
+        device = (f"cuda:{rank if rank < torch.cuda.device_count() else 0}" if torch.cuda.is_available() else "cpu")
     if is_local(args.model):
         redirect_hub_id(os.path.expanduser(args.model))
     if args.backend == "pyiqa":
