@@ -249,3 +249,10 @@ def test_hands_without_a_body_use_the_flipped_label():
     assert assign_hands([(h1, "Left", 0.9), (h2, "Right", 0.7)], None, (100, 100)) == [RIGHT, LEFT]
     # a clash: the more confident hand keeps its side, the other takes the free one
     assert assign_hands([(h2, "Left", 0.7), (h1, "Left", 0.9)], None, (100, 100)) == [LEFT, RIGHT]
+
+
+def test_pose_estimates_compare_by_value():
+    a = make_estimate((4, 4), np.ones((18, 2)))
+    assert a == make_estimate((4, 4), np.ones((18, 2)))
+    assert a != make_estimate((4, 5), np.ones((18, 2)))
+    assert a != PoseEstimate.nobody((4, 4)) and a != "x"

@@ -50,7 +50,7 @@ def _as_points(value: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
     return arr
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PoseEstimate:
     """One person's keypoints found in one image.
 
@@ -82,6 +82,19 @@ class PoseEstimate:
         if not self.found and (self.body[:, 2] > 0).any():
             raise InvalidEstimate("PoseEstimate: found=False but body has scored points. "
                                   "Fix: use PoseEstimate.nobody(image_size) for an image without a person.")
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when every field is (arrays compared element-wise); estimates are unhashable."""
+        if not isinstance(other, PoseEstimate):
+            return NotImplemented
+
+        def same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+            return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
+
+        return (self.found == other.found and self.image_size == other.image_size and same(self.body, other.body)
+                and same(self.hands, other.hands) and same(self.extra, other.extra))
+
+    __hash__ = None  # type: ignore[assignment]
 
     @classmethod
     def nobody(cls, image_size: tuple[int, int], hands: bool = True) -> "PoseEstimate":
