@@ -25,7 +25,7 @@ def image_key(image: ImageLike) -> str:
     return h.hexdigest()
 
 
-def _with_scores(points: Any, n: int, what: str) -> np.ndarray:
+def _with_scores(points: Any) -> np.ndarray:
     """``[n, 2]`` (score 1 where present, 0 where missing) or ``[n, 3]`` -> ``float32 [n, 3]``."""
     arr = np.asarray(points, dtype=np.float32)
     if arr.ndim >= 1 and arr.shape[-1] == 2:
@@ -40,9 +40,9 @@ def make_estimate(image_size: tuple[int, int], body: Any | None = None, hands: A
 
     ``found`` defaults to "some body point is present".
     """
-    b = missing_points(18) if body is None else _with_scores(body, 18, "body")
+    b = missing_points(18) if body is None else _with_scores(body)
     if hands is not None:
-        hd = _with_scores(hands, NUM_HAND, "hands")
+        hd = _with_scores(hands)
     else:
         hd = np.stack([missing_points(NUM_HAND)] * 2) if with_hands else None
     if found is None:

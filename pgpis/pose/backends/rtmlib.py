@@ -151,8 +151,8 @@ class RtmlibEstimator(BaseEstimator):
     ``.onnx`` path or URL replacing that mode's model (input sizes default to the mode's; pass
     ``det_input_size=(h, w)`` / ``pose_input_size=(w, h)`` as rtmlib spells them for other models).
     ``det_score``: the detector's box threshold (rtmlib's 0.7; an ONNX model with NMS built in, as the
-    OpenMMLab ones are, uses rtmlib's fixed 0.3 instead). ``min_score``: keypoints scoring below it are missing (rtmlib's own drawing uses 0.3; RTMPose scores are
-    SimCC peak values, not probabilities). ``person``: which detected person to keep
+    OpenMMLab ones are, uses rtmlib's fixed 0.3 instead). ``min_score``: keypoints scoring below it are
+    missing (rtmlib's own drawing uses 0.3; RTMPose scores are SimCC peak values, not probabilities). ``person``: which detected person to keep
     (:mod:`pgpis.pose.selection`). ``offline``: True never downloads, None decides from the environment.
     """
 
