@@ -31,7 +31,11 @@ def filtered_native_stderr(enabled: bool = True, noise: tuple[bytes, ...] = NOIS
         sys.stderr.flush()
     except (AttributeError, ValueError):
         pass
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2 (a detached process): nothing to filter
+        yield
+        return
     with tempfile.TemporaryFile() as tmp:
         os.dup2(tmp.fileno(), 2)
         try:
