@@ -233,6 +233,15 @@ def test_rtmlib_body_and_nobody(onnx_models):
     assert not none.found and (none.body == [-1, -1, 0]).all()
 
 
+def test_rtmlib_cuda_without_a_cuda_onnxruntime(onnx_models):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    with pytest.raises(EstimatorUnavailable, match="no CUDA provider.*onnxruntime-gpu"):
+        _rtmlib(onnx_models, "pose17", "det2", kind="body", device="cuda")
+
+
 def test_rtmlib_offline_without_the_model_file(tmp_path, monkeypatch):
     pytest.importorskip("rtmlib")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

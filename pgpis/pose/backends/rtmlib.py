@@ -122,6 +122,19 @@ def resolve_model(what: str, spec: str, offline: bool | None) -> str:
     return spec
 
 
+def check_device(backend: str, device: str) -> None:
+    """Refuse ``device="cuda"`` when onnxruntime has no CUDA provider (it would quietly run on the CPU)."""
+    if backend != "onnxruntime" or not device.startswith("cuda"):
+        return
+    import onnxruntime
+
+    providers = onnxruntime.get_available_providers()
+    if "CUDAExecutionProvider" not in providers:
+        raise EstimatorUnavailable(f"estimator 'rtmlib': device={device!r}, but this onnxruntime has no CUDA "
+                                   f"provider (available: {', '.join(providers)}). Fix: pip install onnxruntime-gpu "
+                                   "in place of onnxruntime, or use device='cpu'.")
+
+
 def unavailable_reason(mode: str = "balanced", kind: str = "wholebody") -> str | None:
     """None when the rtmlib backend with its default models can be built here, else why not."""
     try:
@@ -163,6 +176,7 @@ class RtmlibEstimator(BaseEstimator):
                  det_score: float = 0.7, offline: bool | None = None):
         rtmlib = import_rtmlib()
         table = _mode_table(kind, mode)
+        check_device(backend, device)
         self.kind, self.min_score, self.person = kind, float(min_score), check_rule(person)
         det_path = resolve_model("det", det or table["det"], offline)
         pose_path = resolve_model("pose", pose or table["pose"], offline)
