@@ -1,0 +1,40 @@
+"""WPose (UniHuman's in-the-wild test set, TruePose Table 1): reader, synthetic copy, keypoints, protocols.
+
+docs/wpose.md has the commands. Light to import (the registry imports every dataset package): the hooks
+and public classes below are resolved lazily from their submodules.
+
+- :mod:`~pgpis.data.wpose.layout`: the on-disk layout (``image_urls.txt``, ``bbox.txt``, ``test_pairs.txt``,
+  ``test_data.pkl`` through a restricted unpickler, ``images/``, ``parsing/``, ``keypoints/``)
+- :mod:`~pgpis.data.wpose.parsing`: the CIHP -> LIP label table
+- :mod:`~pgpis.data.wpose.fit`: resize-to-fit and pad, for model inputs and report sizes alike
+- :mod:`~pgpis.data.wpose.synthetic`: people over clutter in the real layout (``pgpis data synth``)
+- :mod:`~pgpis.data.wpose.prepare`: keypoints by a pose estimator (``pgpis data prepare``)
+- :mod:`~pgpis.data.wpose.download`: fetch and preprocess as UniHuman does (``pgpis data download-wpose``)
+- :mod:`~pgpis.data.wpose.datamodule`: the test-only DataModule
+- :mod:`~pgpis.data.wpose.protocols` / :mod:`~pgpis.data.wpose.scoring`: ``wpose-512x352``, ``wpose-256x176``
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    # hooks of pgpis.data.registry
+    "add_cli_arguments": "cli", "run_synth": "cli", "run_check": "cli", "run_prepare": "cli", "add_tools": "cli",
+    "add_evaluate_arguments": "cli", "run_evaluate": "cli",
+    "PROTOCOLS": "protocols", "DEFAULT_PROTOCOL": "protocols",
+    # public classes and functions
+    "WPoseIndex": "layout", "read_wpose_index": "layout",
+    "WPoseDataModule": "datamodule", "WPoseDataset": "datamodule",
+    "write_synthetic_wpose": "synthetic", "prepare_keypoints": "prepare",
+    "CIHP_TO_LIP": "parsing", "cihp_to_lip": "parsing",
+    "Fit": "fit", "fit_image": "fit", "fit_labels": "fit", "PAD_RGB": "fit",
+    "evaluate_wpose": "scoring", "WPoseEvaluationResult": "scoring",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
