@@ -43,13 +43,14 @@ def _usage() -> str:
     )
 
 
-def run_lightning_cli(args: Sequence[str] | None = None):
+def run_lightning_cli(args: Sequence[str] | None = None, run: bool = True):
     """LightningCLI over any LightningModule / LightningDataModule given by `class_path`."""
     from lightning.pytorch import LightningDataModule, LightningModule
     from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
     from pgpis.cli_errors import ConfigParseError
     from pgpis.safe_cli import SafeCheckpointCLI  # --ckpt_path weights-only, `--trust-checkpoint` to opt out
+    from pgpis.store.cli_hook import StoreCLIMixin  # --store DIR: train from a feature store (pgpis data cache)
 
     class PgpisParser(LightningArgumentParser):
         """Raises :class:`ConfigParseError` where jsonargparse would print ~60 lines of usage and exit.
@@ -73,7 +74,7 @@ def run_lightning_cli(args: Sequence[str] | None = None):
         def parse_arguments(self, parser: LightningArgumentParser, args) -> None:  # noqa: ANN001
             self.config = parser.parse_args(args)
 
-    class PgpisCLI(SafeCheckpointCLI, ExplicitArgsCLI):
+    class PgpisCLI(StoreCLIMixin, SafeCheckpointCLI, ExplicitArgsCLI):
         """Stages configure their own optimisers (paper schedules), so optimiser flags come from the model.
 
         With ``--ckpt_path``, Lightning replaces the model config by the hyper-parameters stored in the
@@ -97,6 +98,7 @@ def run_lightning_cli(args: Sequence[str] | None = None):
         save_config_kwargs={"overwrite": True},
         parser_class=PgpisParser,
         args=args,
+        run=run,
     )
 
 

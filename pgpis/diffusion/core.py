@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pgpis.diffusion.denoiser import ConditionalDenoiser, Conditions
+from pgpis.diffusion.denoiser import ConditionalDenoiser, Conditions, stored_tensor
 from pgpis.diffusion.dropout import ConditionDropout
 from pgpis.diffusion.first_stage import FirstStage
 from pgpis.diffusion.guidance import GuidancePolicy, NoGuidance
@@ -111,8 +111,9 @@ class LatentDiffusion(pl.LightningModule):
     def diffusion_loss(self, batch: Mapping[str, Any], generator: torch.Generator | None = None,
                        keep: Mapping[str, Tensor] | None = None) -> Tensor:
         """MSE between the denoiser output and the scheduler's target for a random timestep per sample."""
+        latents = stored_tensor(batch, f"latents/{self.target_key}")  # a feature store's (pgpis.store), else encode
         with torch.no_grad():
-            latents = self.first_stage.encode(batch[self.target_key]).float()
+            latents = (self.first_stage.encode(batch[self.target_key]) if latents is None else latents).float()
         b, device = latents.shape[0], latents.device
         num_t = self.noise_scheduler.config.num_train_timesteps
         timesteps = torch.randint(0, num_t, (b,), device=device, generator=generator)

@@ -26,6 +26,15 @@ from torch import Tensor, nn
 Conditions = dict[str, Tensor]  # every tensor has the batch as its first dimension
 KeepMask = Mapping[str, Tensor]  # group name -> bool [B]; True = condition present
 
+#: batch-key prefix of tensors a feature store serves in place of a frozen network's output (pgpis.store)
+STORED_PREFIX = "stored/"
+
+
+def stored_tensor(batch: Mapping[str, object], part: str) -> Tensor | None:
+    """The stored output `part` (e.g. "dino", "fusion", "latents/target") when the batch carries one."""
+    value = batch.get(STORED_PREFIX + part)
+    return value if isinstance(value, Tensor) else None
+
 
 class ConditionalDenoiser(nn.Module, abc.ABC):
     """Base class: a denoising network plus the modules that encode its conditions."""

@@ -44,10 +44,11 @@ from typing import Any, Literal, Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from pgpis.diffusion.denoiser import ConditionalDenoiser, Conditions, KeepMask
+from pgpis.diffusion.denoiser import ConditionalDenoiser, Conditions, KeepMask, stored_tensor
 from pgpis.models.frozen_cache import FrozenOutputCache
 from pgpis.models.pose_encoder import PoseEncoder, PoseResidualInjection
 from pgpis.models.unets import build_unet, first_block_width, time_embedding_width
+from pgpis.store.lazy import LazyFrozen, stored_parts
 
 FusionKind = Literal["ipf", "clip", "none"]
 
@@ -145,6 +146,24 @@ def _checked(spec: Optional[Mapping[str, Any]], target: type, key: str) -> dict[
     return spec
 
 
+def _store_identity(source_encoder: Optional[Mapping[str, Any]], source_key: str, fusion: str,
+                    fusion_model: Union[str, os.PathLike, nn.Module, None], clip_encoder: Optional[Mapping[str, Any]],
+                    fusion_keys: Optional[Sequence[str]]) -> dict[str, dict[str, Any]]:
+    """What the stored DINOv2 tokens and fusion embeddings depend on (pgpis.store compares it with the manifest)."""
+    import json
+
+    from pgpis.store.manifest import files_digest
+
+    plain = lambda x: json.loads(json.dumps(x))  # noqa: E731 (tuples -> lists, as the manifest holds them)
+    keys = list(fusion_keys) if fusion_keys is not None else list(DEFAULT_FUSION_KEYS.get(fusion, ()))
+    folder = fusion_model if isinstance(fusion_model, (str, os.PathLike)) else None
+    dino_path = (source_encoder or {}).get("name_or_path")
+    return {"dino": {"config": plain({"source_encoder": dict(source_encoder or {}), "source_key": source_key}),
+                     "files_digest": files_digest(dino_path) if dino_path else None},
+            "fusion": {"config": plain({"fusion": fusion, "clip_encoder": dict(clip_encoder or {}), "fusion_keys": keys}),
+                       "files_digest": files_digest(folder) if folder is not None else None}}
+
+
 def build_fusion_encoder(kind: FusionKind, fusion_model: Union[str, os.PathLike, nn.Module, None],
                          clip_encoder: Optional[Mapping[str, Any]]) -> Optional[nn.Module]:
     """The frozen module that gives the fusion-group embedding for ablation row `kind`."""
@@ -188,6 +207,9 @@ class FPDMDenoiser(PoseResidualInjection, ConditionalDenoiser):
         gradient_checkpointing: checkpoint the UNet's blocks (memory for compute).
         frozen_cache_size: in training, memoise up to this many per-sample outputs of each frozen
             encoder, keyed by the input's content (0: off; see :mod:`pgpis.models.frozen_cache`).
+        store: a feature store written by ``pgpis data cache`` (training sets it from ``--store``): the frozen
+            encoders whose outputs it holds ("dino", "fusion") are not built, and batches carrying the stored
+            tensors skip them; sampling builds them on first use (:mod:`pgpis.store.lazy`).
     """
 
     def __init__(
@@ -206,13 +228,18 @@ class FPDMDenoiser(PoseResidualInjection, ConditionalDenoiser):
         fusion_keys: Optional[Sequence[str]] = None,
         gradient_checkpointing: bool = False,
         frozen_cache_size: int = 0,
+        store: Optional[str] = None,
     ):
         super().__init__()
+        self.store = store  # a feature store (pgpis data cache): the frozen parts it holds are read, not built
+        stored = stored_parts(store)
+        self._identity_args = (source_encoder, source_key, fusion, fusion_model, clip_encoder, fusion_keys)
         self.source_cache = FrozenOutputCache(frozen_cache_size)
         self.fusion_cache = FrozenOutputCache(frozen_cache_size)
         unet_kwargs = dict(unet or {"preset": "tiny"})
         self.fusion_kind = fusion
-        fusion_encoder = build_fusion_encoder(fusion, fusion_model, clip_encoder)
+        fusion_encoder = (LazyFrozen(lambda: build_fusion_encoder(fusion, fusion_model, clip_encoder), store, "fusion")
+                          if "fusion" in stored and fusion != "none" else build_fusion_encoder(fusion, fusion_model, clip_encoder))
         if fusion_encoder is not None:
             unet_kwargs.setdefault("class_embed_type", "identity")
         self.unet = build_unet(**unet_kwargs)
@@ -221,14 +248,21 @@ class FPDMDenoiser(PoseResidualInjection, ConditionalDenoiser):
                 f"FPDMDenoiser: the fusion embedding enters through class_embed_type='identity', but the UNet config "
                 f"has class_embed_type={self.unet.config.class_embed_type!r}; remove it from model.denoiser.init_args.unet"
             )
-        self.source_encoder = FrozenDinoV2Tokens(**_checked(source_encoder, FrozenDinoV2Tokens, "source_encoder"))
+        dino_kwargs = _checked(source_encoder, FrozenDinoV2Tokens, "source_encoder")
+        if "dino" in stored:  # never built in training; sampling builds it on first use (pgpis.store.lazy)
+            self.source_encoder = LazyFrozen(lambda: FrozenDinoV2Tokens(**dino_kwargs), store, "dino")
+            hidden = int(stored["dino"][-1])
+        else:
+            self.source_encoder = FrozenDinoV2Tokens(**dino_kwargs)
+            hidden = self.source_encoder.hidden_size
         cross_dim = int(self.unet.config.cross_attention_dim)
-        self.source_projection = SourceProjection(self.source_encoder.hidden_size, cross_dim)
+        self.source_projection = SourceProjection(hidden, cross_dim)
         self.null_source = nn.Parameter(torch.zeros(1, 1, cross_dim))
         self.pose_encoder = PoseEncoder(first_block_width(self.unet), downsample_factor, pose_block_out_channels)
         self.fusion_encoder = fusion_encoder
         if fusion_encoder is not None:
-            dim = _embed_dim(fusion_encoder, fusion_dim, f"fusion model ({fusion})")
+            dim = (int(stored["fusion"][-1]) if isinstance(fusion_encoder, LazyFrozen)
+                   else _embed_dim(fusion_encoder, fusion_dim, f"fusion model ({fusion})"))
             self.fusion_adapter: Optional[FusionAdapter] = FusionAdapter(dim, time_embedding_width(self.unet), fusion_hidden)
             self.condition_groups = ("pose", "source", "fusion")
         else:
@@ -244,7 +278,12 @@ class FPDMDenoiser(PoseResidualInjection, ConditionalDenoiser):
     # ------------------------------------------------------------------ module plumbing
     def frozen_modules(self) -> list[nn.Module]:
         """Encoders that never train (eval mode, no gradients)."""
-        return [m for m in (self.source_encoder, self.fusion_encoder) if m is not None]
+        mods = [m.module if isinstance(m, LazyFrozen) else m for m in (self.source_encoder, self.fusion_encoder)]
+        return [m for m in mods if m is not None]
+
+    def store_identity(self) -> dict[str, dict[str, Any]]:
+        """Per storable part, the config its stored tensors depend on and the digest of its weights folder."""
+        return _store_identity(*self._identity_args)
 
     def train(self, mode: bool = True) -> "FPDMDenoiser":
         super().train(mode)
@@ -274,15 +313,19 @@ class FPDMDenoiser(PoseResidualInjection, ConditionalDenoiser):
         """
         keys_fix = "add the view to data.init_args.encoder_inputs (e.g. dino: [512, 512], clip: [224, 224]) or set the key"
         pose = self._batch_tensor(batch, self.pose_key, "target pose image", f"set model.denoiser.init_args.pose_key")
-        source = self._batch_tensor(batch, self.source_key, "source image for DINOv2", keys_fix)
+        source = (batch.get(self.source_key) if stored_tensor(batch, "dino") is not None
+                  else self._batch_tensor(batch, self.source_key, "source image for DINOv2", keys_fix))
         memo = self.training  # sampling encodes once per sample already; training revisits samples every epoch
-        tokens = self.source_cache(self.source_encoder, source, use=memo)
+        tokens = stored_tensor(batch, "dino")  # from a feature store (pgpis.store), else the frozen DINOv2
+        tokens = self.source_cache(self.source_encoder, source, use=memo) if tokens is None else tokens
         conditions: Conditions = {"pose": self.pose_encoder(pose), "source": self.source_projection(tokens)}
         if self.fusion_encoder is not None and self.fusion_adapter is not None:
-            inputs = [self._batch_tensor(batch, k, f"input of the {self.fusion_kind} fusion model", keys_fix)
-                      for k in self.fusion_keys]
-            with torch.no_grad():
-                embedding = self.fusion_cache(self.fusion_encoder, *inputs, use=memo)
+            embedding = stored_tensor(batch, "fusion")
+            if embedding is None:
+                inputs = [self._batch_tensor(batch, k, f"input of the {self.fusion_kind} fusion model", keys_fix)
+                          for k in self.fusion_keys]
+                with torch.no_grad():
+                    embedding = self.fusion_cache(self.fusion_encoder, *inputs, use=memo)
             conditions["fusion"] = self.fusion_adapter(embedding.float())
         return conditions
 

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pgpis.data.parsing import LABEL_SETS, categories_for_keypoints, category_mask
-from pgpis.diffusion.denoiser import ConditionalDenoiser, Conditions, KeepMask
+from pgpis.diffusion.denoiser import ConditionalDenoiser, Conditions, KeepMask, stored_tensor
 from pgpis.models.attention import (DELTA, FUSION_KWARG, SIGMA, CaptureComplete, CaptureProcessor, CaptureStore,
                                     FusionContext, HPFAAttnProcessor, ReferenceAttnProcessor, RegionCrossAttention,
                                     lowest_regions, mask_to_tokens, parsing_to_tokens, self_attention_layers,
@@ -141,6 +141,9 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         frozen_cache_size: in training, memoise up to this many per-sample CLIP outputs (global token, region
             embeddings), keyed by the source image and parsing content (0: off; :mod:`pgpis.models.frozen_cache`).
         *_key: batch keys read by :meth:`encode_conditions`.
+        store: a feature store written by ``pgpis data cache`` (``--store``); its ``latents`` replace the VAE
+            encode of the source (and the core's of the target) in training. Nothing here is left unbuilt: CLIP
+            is not a stored part yet, and the first stage belongs to the core (it decodes samples).
     """
 
     condition_groups = ("source",)
@@ -172,8 +175,10 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         source_pose_key: str = "source_pose",
         parsing_key: str = "source_parsing",
         keypoints_key: str = "target_keypoints",
+        store: Optional[str] = None,
     ):
         super().__init__()
+        self.store = store  # a feature store (pgpis data cache): stored latents replace the source's VAE encode
         if fusion not in ("hpfa", "reference"):
             raise ValueError(f"SiameseDenoiser: fusion must be 'hpfa' or 'reference', got {fusion!r}")
         if source_features not in ("sourcenet", "clip"):
@@ -412,8 +417,9 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
             if not self._first_stage_ref:
                 raise RuntimeError("SiameseDenoiser: no first stage attached; use it inside "
                                    "pgpis.stages.parsing_siamese_ldm.ParsingSiameseLDM (it calls attach_first_stage)")
+            stored = stored_tensor(batch, f"latents/{self.source_key}")  # a feature store's (pgpis.store), else encode
             with torch.no_grad():
-                raw["source_input"] = self._first_stage_ref[0].encode(source).float()
+                raw["source_input"] = (self._first_stage_ref[0].encode(source) if stored is None else stored).float()
             residuals = []
             if self.source_pose:
                 residuals.append(self.pose_encoder(self._tensor(batch, self.source_pose_key, "source pose image")))

@@ -1,0 +1,205 @@
+"""The feature store (pgpis.store): `pgpis data cache` writes it, `pgpis fit --store` trains from it.
+
+Exactness on the CPU in fp32: a training step's loss and gradients from the store equal the online step's
+(TruePose, whose only stored part is the lossless first stage's latents: bitwise; FPDM, whose DINOv2 tokens
+and fusion embeddings were computed in other batches: within 1e-6), with the same trainable weights and
+the same batch. The store's frozen networks are not built in training.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pgpis.store import StoreError, read_manifest
+
+TINY = Path(__file__).resolve().parents[1] / "experiments" / "tiny"
+
+
+def _overlay(tmp: Path, root: Path, fusion_model: Path | None, **data) -> Path:
+    model = {"init_args": {"denoiser": {"init_args": {"fusion_model": str(fusion_model)}}}} if fusion_model else {}
+    cfg = {"model": model,
+           "data": {"init_args": {"root": str(root), "batch_size": 4, "eval_batch_size": 4, "num_workers": 0,
+                                  "persistent_workers": False, "val_identities": 2, "max_eval_pairs": 4, **data}},
+           "trainer": {"max_steps": 1, "logger": False, "enable_progress_bar": False, "enable_model_summary": False,
+                       "limit_val_batches": 0, "default_root_dir": str(tmp / "run"), "callbacks": []}}
+    path = tmp / f"overlay-{len(list(tmp.glob('overlay-*')))}.yaml"
+    path.write_text(yaml.safe_dump(cfg if model else {k: v for k, v in cfg.items() if k != "model"}))
+    return path
+
+
+def _args(config: str, overlay: Path) -> list[str]:
+    return ["--config", str(TINY / config), "--config", str(overlay)]
+
+
+def _cache(args: list[str], out: Path, *extra: str) -> None:
+    from pgpis.store.cli import main
+
+    assert main([*args, "--out", str(out), "--batch-size", "64", *extra]) == 0
+
+
+def _step(cli, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One training step's loss and gradients (the core's diffusion loss under a fixed generator)."""
+    model = cli.model.train()
+    model.zero_grad()
+    loss = model.diffusion_loss(batch, generator=torch.Generator().manual_seed(123))
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _same_weights(online, stored) -> None:
+    missing, unexpected = stored.model.load_state_dict(online.model.state_dict(), strict=False)
+    assert not missing, missing
+    frozen = ("denoiser.source_encoder.", "denoiser.fusion_encoder.")
+    assert all(k.startswith(frozen) for k in unexpected), unexpected
+
+
+@pytest.fixture(scope="module")
+def fusion_export(tmp_path_factory) -> Path:
+    from inference_fixtures import write_fusion_export
+
+    return write_fusion_export(tmp_path_factory.mktemp("ipf") / "fusion_model")
+
+
+@pytest.fixture(scope="module")
+def fpdm(tmp_path_factory, synthetic_root, fusion_export) -> dict:
+    tmp = tmp_path_factory.mktemp("store_fpdm")
+    args = _args("fpdm.yaml", _overlay(tmp, synthetic_root, fusion_export))
+    _cache(args, tmp / "store")
+    return {"tmp": tmp, "args": args, "store": tmp / "store"}
+
+
+def test_fpdm_step_from_the_store_equals_the_online_step(fpdm):
+    from pgpis.store.cli_hook import build_run
+    from pgpis.store.lazy import LazyFrozen
+
+    manifest = read_manifest(fpdm["store"])
+    assert set(manifest.parts) == {"latents", "dino", "fusion"}
+    assert manifest.parts["dino"].count == 2 * len(manifest.data["images"])  # both flips of every training image
+
+    online = build_run(fpdm["args"])
+    stored = build_run([*fpdm["args"], "--store", str(fpdm["store"])])
+    den = stored.model.denoiser
+    assert isinstance(den.source_encoder, LazyFrozen) and isinstance(den.fusion_encoder, LazyFrozen)
+    _same_weights(online, stored)
+
+    encodes = []
+    fs = stored.model.first_stage
+    fs.encode = lambda x, _orig=fs.encode: encodes.append(1) or _orig(x)
+    b_online = next(iter(online.datamodule.train_dataloader()))
+    b_stored = next(iter(stored.datamodule.train_dataloader()))
+    assert b_online["source_name"] == b_stored["source_name"] and b_online["target_name"] == b_stored["target_name"]
+    assert {"stored/dino", "stored/fusion", "stored/latents/target"} <= set(b_stored)
+    assert torch.equal(b_stored["stored/latents/target"], online.model.first_stage.encode(b_online["target"]))
+
+    loss_a, grads_a = _step(online, b_online)
+    loss_b, grads_b = _step(stored, b_stored)
+    assert not den.source_encoder.built and not den.fusion_encoder.built and not encodes  # never built, never ran
+    assert grads_a.keys() == grads_b.keys()
+    worst = max(float((grads_a[k] - grads_b[k]).abs().max()) for k in grads_a)
+    print(f"FPDM: loss online {loss_a.item():.9f} store {loss_b.item():.9f} |diff| "
+          f"{abs(loss_a - loss_b).item():.3g}; max |grad diff| {worst:.3g} over {len(grads_a)} tensors")
+    assert abs(loss_a - loss_b).item() <= 1e-6
+    assert worst <= 1e-6
+
+
+def test_fit_from_the_store_builds_no_frozen_network_and_sampling_builds_the_stored_one(fpdm):
+    from pgpis.store.cli_hook import build_run
+    from pgpis.store.manifest import state_digest
+
+    stored = build_run([*fpdm["args"], "--store", str(fpdm["store"]), "--trainer.max_steps", "2"])
+    stored.trainer.fit(stored.model, datamodule=stored.datamodule)
+    den = stored.model.denoiser
+    assert stored.trainer.global_step == 2
+    assert not den.source_encoder.built and not den.fusion_encoder.built
+    # sampling stays online: the first batch without stored tensors builds DINOv2 with the store's weights
+    batch = next(iter(stored.datamodule.val_dataloader()))
+    out = stored.model.eval().generate(batch)
+    assert out.shape == batch["target"].shape and den.source_encoder.built
+    assert state_digest(den.source_encoder.module) == read_manifest(fpdm["store"]).parts["dino"].weights_digest
+
+
+def test_a_store_that_does_not_match_refuses_to_train_and_names_what_differs(fpdm, synthetic_root, fusion_export,
+                                                                             tmp_path, capsys):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from pgpis.cli import main
+
+    other = tmp_path / "other_ipf"
+    shutil.copytree(fusion_export, other)
+    weights = load_file(str(other / "model.safetensors"))
+    name = sorted(weights)[0]
+    weights[name] = weights[name] + 1.0
+    save_file(weights, str(other / "model.safetensors"))
+    bad = _overlay(tmp_path, synthetic_root, other, image_size=[64, 48])
+    code = main(["fit", *_args("fpdm.yaml", bad), "--store", str(fpdm["store"]),
+                 "--model.init_args.denoiser.init_args.source_encoder.size", "[48, 48]"])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "weights digest of fusion differs: store " in err
+    assert "config of dino differs at dino.source_encoder.size: store [32, 32] vs model [48, 48]" in err
+    assert "data image_size differs: store [32, 24] vs run [64, 48]" in err
+    assert "re-run `pgpis data cache" in " ".join(err.split())
+
+    assert main(["fit", *_args("fpdm.yaml", bad), "--store", str(tmp_path / "nowhere")]) != 0
+    assert "is not a feature store" in " ".join(capsys.readouterr().err.split())
+
+
+def test_truepose_step_from_the_store_is_bitwise_the_online_step(tmp_path, synthetic_root):
+    from pgpis.store.cli_hook import build_run
+
+    args = _args("truepose.yaml", _overlay(tmp_path, synthetic_root, None, flip_prob=0.5))
+    with pytest.raises(StoreError, match="can store latents"):
+        _cache(args, tmp_path / "nope", "--parts", "latents,clip")
+    _cache(args, tmp_path / "store")
+    assert set(read_manifest(tmp_path / "store").parts) == {"latents"}
+    online, stored = build_run(args), build_run([*args, "--store", str(tmp_path / "store")])
+    _same_weights(online, stored)
+    fs = stored.model.first_stage
+    encodes = []
+    fs.encode = lambda x, _orig=fs.encode: encodes.append(1) or _orig(x)
+    b_online = next(iter(online.datamodule.train_dataloader()))
+    b_stored = next(iter(stored.datamodule.train_dataloader()))
+    loss_a, grads_a = _step(online, b_online)
+    loss_b, grads_b = _step(stored, b_stored)
+    assert not encodes  # neither the target's nor SourceNet's source latent was encoded
+    print(f"TruePose: loss online {loss_a.item():.9f} store {loss_b.item():.9f}; {len(grads_a)} gradient tensors")
+    assert torch.equal(loss_a, loss_b)
+    assert grads_a.keys() == grads_b.keys() and all(torch.equal(grads_a[k], grads_b[k]) for k in grads_a)
+
+
+def test_an_augmentation_that_cannot_be_enumerated_is_refused_by_name(tmp_path, synthetic_root, fusion_export, capsys):
+    from pgpis.store.errors import NotEnumerableError
+    from pgpis.store.cli import main
+
+    args = _args("fpdm.yaml", _overlay(tmp_path, synthetic_root, fusion_export, keypoint_jitter=2.0))
+    with pytest.raises(NotEnumerableError, match=r"cannot store part 'fusion': data.init_args.keypoint_jitter"):
+        main([*args, "--out", str(tmp_path / "s"), "--dry-run"])
+    # the jitter moves the pose image only: the source views stay valid, so these parts can be stored
+    assert main([*args, "--out", str(tmp_path / "s"), "--dry-run", "--parts", "latents,dino"]) == 0
+    table = capsys.readouterr().out
+    assert "dino" in table and "latents" in table and "total" in table
+
+
+def test_cache_shards_over_ranks_and_bf16_is_measured(tmp_path, synthetic_root, fusion_export, monkeypatch):
+    from pgpis.store.reader import StoreReader
+
+    args = _args("fpdm.yaml", _overlay(tmp_path, synthetic_root, fusion_export))
+    _cache(args, tmp_path / "one", "--parts", "dino")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        _cache(args, tmp_path / "two", "--parts", "dino", "--dtype", "bf16")
+        assert (tmp_path / "two" / "manifest.json").is_file() == (rank == 1)  # the last rank done writes it
+    one, two = StoreReader(tmp_path / "one"), StoreReader(tmp_path / "two")
+    assert len(two.manifest.parts["dino"].shards) == 2 and two.keys("dino") == one.keys("dino")
+    worst = max(float((one.get("dino", k) - two.get("dino", k)).abs().max()) for k in one.keys("dino"))
+    rounding = json.loads((tmp_path / "two" / "manifest.json").read_text())["data"]["rounding"]["dino"]
+    print(f"dino tokens bf16 vs fp32: max |diff| {worst:.3g}; rank 0 measured {rounding}")
+    scale = max(float(one.get("dino", k).abs().max()) for k in one.keys("dino"))
+    assert 0 < worst <= scale * 2 ** -8
