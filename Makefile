@@ -132,6 +132,7 @@ endif
 
 LDM_CONFIG ?= $(if $(CONFIG),$(CONFIG),experiments/tiny/fpdm.yaml)
 LDM_OUT    ?= outputs/ldm
+STORE      ?=# train-ldm STORE=DIR: train stage 2 from a feature store (written first by pgpis data cache if DIR has none; docs/feature-store.md)
 
 ifneq ($(DATASET),phoenix)
 .PHONY: train-ldm
@@ -141,7 +142,8 @@ train-ldm: $(STAMP) $(if $(filter experiments/tiny/%,$(LDM_CONFIG)),data) ## FPD
 	    "e.g. make train-ipf CONFIG=experiments/deepfashion/ipf.yaml ARGS=\"--data.root DIR\"" >&2; exit 2; \
 	  else $(MAKE) train-ipf CONFIG=; fi; }
 	rm -rf $(LDM_OUT)/tiny_fpdm $(LDM_OUT)/samples $(LDM_OUT)/metrics.json $(LDM_OUT)/grid.png
-	$(PGPIS) fit --config $(LDM_CONFIG) $(if $(filter experiments/tiny/%,$(LDM_CONFIG)),--data.root $(TRAIN_ROOT)) $(ARGS)
+	$(if $(STORE),test -f $(STORE)/manifest.json || $(PY) -m pgpis.store.cli --config $(LDM_CONFIG) $(if $(filter experiments/tiny/%,$(LDM_CONFIG)),--data.root $(TRAIN_ROOT)) --out $(STORE) $(ARGS))
+	$(PGPIS) fit --config $(LDM_CONFIG) $(if $(filter experiments/tiny/%,$(LDM_CONFIG)),--data.root $(TRAIN_ROOT)) $(if $(STORE),--store $(STORE)) $(ARGS)
 	@$(PY) -c 'import sys; from pgpis.callbacks.metrics import main; sys.exit(main(sys.argv[1:]))' $(LDM_OUT)/metrics.json
 endif
 

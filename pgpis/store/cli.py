@@ -21,7 +21,7 @@ from pgpis.store.manifest import DTYPES
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pgpis data cache",
+    p = argparse.ArgumentParser(prog="pgpis data cache", allow_abbrev=False,
                                 description="Run an experiment's frozen encoders once over every training view and "
                                             "write a LitData feature store that `pgpis fit --store DIR` trains from.")
     p.add_argument("--config", action="append", required=True, help="experiment YAML (repeat to compose, as for fit)")
