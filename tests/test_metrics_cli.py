@@ -38,7 +38,8 @@ def test_evaluate_copy_source_without_weights(synthetic_root, copy_baseline, no_
     assert sorted(p.name for p in gen.iterdir()) == sorted(p.name for p in reference.iterdir())
     res = json.loads(out.read_text())
     assert res["protocol"] == "deepfashion-256x176" and res["n_pairs"] == 24
-    assert set(res["metrics"]) == {"ssim", "ssim_gaussian", "psnr", "lpips", "fid", "fid_test"}
+    assert set(res["metrics"]) == {"ssim", "ssim_gaussian", "psnr", "lpips", "fid", "fid_test",
+                                   "iqa", "iaa", "iqa_ground_truth", "iaa_ground_truth"}  # IQA / IAA: test_quality.py
     m = res["metrics"]
     assert 0 < m["ssim"] < 1 and 0 < m["ssim_gaussian"] < 1 and 5 < m["psnr"] < 40
     assert m["lpips"] is None and "alexnet-owt-7be5be79.pth" in res["unavailable"]["lpips"]

@@ -253,3 +253,98 @@ def test_shipped_worker_protocol_loop_keeps_stdout_clean(images, tmp_path):
     with QAlignWorker(settings) as worker:
         with pytest.raises(QualityWorkerError, match="could not score"):
             worker.score(tmp_path / "missing.png", ("sharpness",))  # an unknown task: the worker names the error
+
+
+# --------------------------------------------------------------------------- `pgpis evaluate`, every dataset
+@pytest.fixture()
+def offline_metric_weights(tmp_path, monkeypatch):
+    """No LPIPS / FID weights anywhere pgpis looks, so these runs only pay for SSIM / PSNR and IQA / IAA."""
+    import dataclasses
+
+    import pgpis.metrics.fid as fid_mod
+    from pgpis.metrics.weights import ALEXNET, CLEAN_INCEPTION
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    for spec in (ALEXNET, CLEAN_INCEPTION):
+        monkeypatch.delenv(spec.env, raising=False)
+    monkeypatch.setattr(fid_mod, "CLEAN_INCEPTION", dataclasses.replace(CLEAN_INCEPTION, cache_dir=str(tmp_path / "cf")))
+    for var in ("PGPIS_QALIGN_PYTHON", "PGPIS_QALIGN_WORKER", "PGPIS_QALIGN_TRUST_REMOTE_CODE"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def _expected(paths, size) -> tuple[float, float]:
+    from pgpis.metrics.images import load_resized
+
+    means = [float(load_resized(p, size).astype(np.float64).mean()) for p in paths]
+    return float(np.mean([q(m) for m in means])), float(np.mean([a(m) for m in means]))
+
+
+def _evaluate(args, tmp_path):
+    from pgpis.cli import main
+
+    out = tmp_path / "metrics.json"
+    code = main(["evaluate", *args, "--out", str(out), "--fid-real-cache", ""])
+    return code, (json.loads(out.read_text()) if out.exists() else None)
+
+
+def test_evaluate_deepfashion_scores_generated_and_ground_truth(synthetic_root, offline_metric_weights, tmp_path, capsys):
+    from pgpis.data.deepfashion import read_deepfashion_index
+    from pgpis.metrics.pairs import generated_name
+
+    index = read_deepfashion_index(synthetic_root)
+    pairs = index.pairs["test"]
+    gen = tmp_path / "gray"  # a "method" whose every image is mid-gray: IQA q(128), IAA a(128) exactly
+    gen.mkdir()
+    for s, t in pairs:
+        Image.fromarray(np.full((256, 176, 3), 128, np.uint8)).save(gen / generated_name(s, t))
+    code, res = _evaluate(["--dataset", "deepfashion", "--root", str(synthetic_root), "--generated", str(gen),
+                           "--name", "Gray", "--qalign-python", sys.executable, "--qalign-worker", str(STANDIN),
+                           "--trust-remote-code"], tmp_path)
+    assert code == 0
+    iqa_gt, iaa_gt = _expected(sorted({index.image_path(t) for _, t in pairs}), (256, 176))
+    m = res["metrics"]
+    assert m["iqa"] == pytest.approx(q(128)) and m["iaa"] == pytest.approx(a(128))
+    assert m["iqa_ground_truth"] == pytest.approx(iqa_gt) and m["iaa_ground_truth"] == pytest.approx(iaa_gt)
+    assert not any(k in res["unavailable"] for k in QUALITY_METRICS) and 0 < m["ssim"] < 1
+    assert res["quality_backend"] == f"stand-in brightness scorer ({HUB_ID}) via {sys.executable}"
+    out = capsys.readouterr().out
+    assert f"| Gray | {m['iqa']:.3f} | {m['iaa']:.3f} |" in out
+    assert f"| Ground Truth | {m['iqa_ground_truth']:.3f} | {m['iaa_ground_truth']:.3f} |" in out
+
+
+def test_evaluate_without_an_environment_reports_why(synthetic_root, offline_metric_weights, tmp_path, capsys):
+    gen = tmp_path / "copy"
+    code, res = _evaluate(["--root", str(synthetic_root), "--generated", str(gen), "--make-copy-source"], tmp_path)
+    assert code == 0 and res["metrics"]["ssim"] is not None
+    assert all(res["metrics"][k] is None for k in QUALITY_METRICS) and res["quality_backend"] is None
+    assert "--qalign-python" in res["unavailable"]["iqa_ground_truth"]
+    assert "- n/a iqa, iaa, iqa_ground_truth, iaa_ground_truth: Q-Align needs its own Python environment" in \
+        capsys.readouterr().out
+    code, res = _evaluate(["--root", str(synthetic_root), "--generated", str(gen), "--quality", "none"], tmp_path)
+    assert res["unavailable"]["iaa"] == "not requested (--quality none)"
+
+
+def test_evaluate_reports_a_crashed_worker_and_keeps_the_rest(synthetic_root, offline_metric_weights, tmp_path,
+                                                              monkeypatch):
+    monkeypatch.setenv("QALIGN_STANDIN_MODE", "crash-after-one")
+    gen = tmp_path / "copy"
+    code, res = _evaluate(["--root", str(synthetic_root), "--generated", str(gen), "--make-copy-source",
+                           "--qalign-python", sys.executable, "--qalign-worker", str(STANDIN)], tmp_path)
+    assert code == 0 and res["metrics"]["psnr"] is not None and res["metrics"]["iqa"] is None
+    why = res["unavailable"]["iqa"]
+    assert why.startswith("the Q-Align worker failed:") and "exited (code 139)" in why and "Segmentation fault" in why
+
+
+def test_evaluate_phoenix_scores_too(synthetic_phoenix_root, offline_metric_weights, tmp_path, capsys):
+    from pgpis.data.phoenix.evaluate import read_phoenix_frames
+
+    gen = tmp_path / "first-frame"
+    code, res = _evaluate(["--dataset", "phoenix", "--root", str(synthetic_phoenix_root), "--generated", str(gen),
+                           "--make-copy-source", "--qalign-python", sys.executable, "--qalign-worker", str(STANDIN),
+                           "--trust-remote-code"], tmp_path)
+    assert code == 0
+    frames = read_phoenix_frames(synthetic_phoenix_root, "test")
+    iqa_gt, _ = _expected(sorted({frames.path(t) for _, t in frames.pairs}), (260, 210))
+    assert res["metrics"]["iqa_ground_truth"] == pytest.approx(iqa_gt) and res["metrics"]["hand_ssim"] is not None
+    assert res["metrics"]["iaa"] is not None and res["quality_backend"].endswith(f"via {sys.executable}")
+    assert "| Ground Truth |" in capsys.readouterr().out

@@ -20,6 +20,8 @@ from typing import Sequence
 from pgpis.data import registry
 from pgpis.errors import DataFormatError
 from pgpis.metrics.protocols import all_protocols
+from pgpis.metrics.quality.cli import add_quality_arguments, quality_lines, settings_from_args
+from pgpis.metrics.quality.settings import requested
 
 DEFAULT_DATASET = "deepfashion"
 DEFAULT_CACHE = Path(os.environ.get("PGPIS_FID_CACHE", Path.home() / ".cache" / "pgpis" / "fid-stats"))
@@ -51,6 +53,7 @@ def build_parser(dataset: str = DEFAULT_DATASET) -> argparse.ArgumentParser:
     p.add_argument("--make-copy-source", action="store_true",
                    help="first write the copy-the-source baseline into --generated (each target replaced by its "
                         "source, PIL-bicubic resized to the protocol size), then evaluate it")
+    add_quality_arguments(p)  # IQA / IAA for every dataset (pgpis/metrics/quality/cli.py)
     module.add_evaluate_arguments(p)
     return p
 
@@ -81,7 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[pgpis evaluate] {msg}", file=sys.stderr)
 
     try:
-        result, rows = run_evaluate(args, log)
+        with requested(settings_from_args(args)):  # reaches evaluate_pairs whatever the dataset
+            result, rows = run_evaluate(args, log)
     except DataFormatError as err:
         print(f"pgpis evaluate: {err}", file=sys.stderr)
         return 2
@@ -93,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         row.write_json(Path(args.out).with_name(Path(args.out).stem + "_" + name.replace(" ", "_") + ".json"))
     method = args.name or Path(args.generated).resolve().name
     print(result.markdown_table(method, rows) if rows else result.markdown_table(method))
+    quality = quality_lines({method: result, **rows})
+    if quality:
+        print("\n" + quality)
     log(f"wrote {out}")
     return 0
 

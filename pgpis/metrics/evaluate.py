@@ -27,6 +27,7 @@ from pgpis.metrics.lpips_net import build_lpips, lpips_distance
 from pgpis.metrics.pairs import EvalPair, match_generated, missing_error
 from pgpis.metrics.psnr import psnr
 from pgpis.metrics.protocols import FID_REAL_SETS, Protocol, get_protocol
+from pgpis.metrics.quality.scoring import QUALITY_METRICS
 from pgpis.metrics.ssim import ssim_gaussian, ssim_window
 from pgpis.metrics.states import IndexedValues, broadcast_from_rank0, my_batches, rank_and_world
 
@@ -45,6 +46,9 @@ class WeightPaths:
 
 @dataclass
 class EvaluationResult:
+    """Metric values (``None`` with the reason in `unavailable`); when IQA / IAA were scored, `metrics` also holds
+    :data:`~pgpis.metrics.quality.QUALITY_METRICS` and the scorer's description under ``"quality_backend"``."""
+
     protocol: Protocol
     n_pairs: int
     metrics: dict[str, float | None]
@@ -52,16 +56,23 @@ class EvaluationResult:
     n_expected: int = 0
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
+    details: dict[str, dict] = field(default_factory=dict)  # extra metrics.json sections, e.g. "pose_accuracy"
 
     def to_dict(self) -> dict:
         return {
             "protocol": self.protocol.name,
             "n_pairs": self.n_pairs,
-            "metrics": {k: self.metrics.get(k) for k in METRICS},
+            "metrics": {k: self.metrics.get(k) for k in METRICS + self.quality_keys()},
             "unavailable": dict(self.unavailable),
+            **({"quality_backend": self.metrics.get("quality_backend")} if self.quality_keys() else {}),
             "files": {"expected": self.n_expected, "missing": self.missing, "unexpected": self.unexpected},
             "protocol_settings": self.protocol.as_dict(),
+            **self.details,
         }
+
+    def quality_keys(self) -> tuple[str, ...]:
+        """The IQA / IAA names when they were part of this evaluation (scored or unavailable), else ()."""
+        return QUALITY_METRICS if any(k in self.metrics or k in self.unavailable for k in QUALITY_METRICS) else ()
 
     def write_json(self, path: str | os.PathLike) -> Path:
         p = Path(path)
@@ -82,6 +93,10 @@ class EvaluationResult:
         for k, why in self.unavailable.items():
             by_reason.setdefault(why, []).append(k)
         lines += [f"- n/a {', '.join(ks)}: {why}" for why, ks in by_reason.items()]
+        if "pose_accuracy" in self.details:  # samples / copy-source / ground truth (pgpis.metrics.pose_eval)
+            from pgpis.metrics.pose_eval import pose_accuracy_table
+
+            lines += ["", pose_accuracy_table(self.details["pose_accuracy"])]
         return "\n".join(lines)
 
 
@@ -224,7 +239,28 @@ def evaluate_pairs(
                 metrics[m] = frechet_distance(gen_stats, real)
             except ValueError as err:
                 unavailable[m] = f"real set {FID_REAL_SETS[m]}: {err}"
+    _score_quality(pairs, protocol, metrics, unavailable, log)
     return metrics, unavailable
+
+
+def _score_quality(pairs: Sequence[EvalPair], protocol: Protocol, metrics: dict, unavailable: dict[str, str],
+                   log: Log | None) -> None:
+    """IQA / IAA of the generated and ground-truth images when requested (pgpis.metrics.quality.requested / env)."""
+    from pgpis.metrics.quality.scoring import QualityResult, score_quality
+    from pgpis.metrics.quality.settings import ambient
+    from pgpis.metrics.quality.worker import QualityWorkerError
+
+    settings = ambient()
+    if settings is None:
+        return
+    try:
+        q = score_quality([p.generated for p in pairs], [p.target_path for p in pairs], settings,
+                          prepare=lambda path: load_resized(path, protocol.size), log=log)
+    except QualityWorkerError as err:
+        q = QualityResult.not_available(f"the Q-Align worker failed: {err}")
+    metrics.update(q.metrics)
+    unavailable.update(q.unavailable)
+    metrics["quality_backend"] = q.backend
 
 
 def evaluate_folder(
@@ -236,12 +272,14 @@ def evaluate_folder(
     *,
     allow_missing: bool = False,
     log: Log | None = None,
+    pose: Callable[[Sequence[EvalPair]], dict] | None = None,
     **kwargs,
 ) -> EvaluationResult:
     """Score ``generated_dir/<src>_to_<tgt>.png`` against each pair's target (see :func:`evaluate_pairs`).
 
     Missing files raise a DataFormatError listing them unless `allow_missing`;
-    files matching no pair are reported in the result and never scored.
+    files matching no pair are reported in the result and never scored. `pose`
+    (the matched pairs -> a section) adds ``"pose_accuracy"`` (:mod:`pgpis.metrics.pose_eval`).
     """
     protocol = get_protocol(protocol)
     matching = match_generated(generated_dir, pairs, image_path)
@@ -253,4 +291,5 @@ def evaluate_folder(
     metrics, unavailable = evaluate_pairs(matching.found, protocol, real_sets, log=log, **kwargs)
     return EvaluationResult(protocol, len(matching.found), metrics, unavailable,
                             n_expected=len(pairs) - len(matching.duplicates),
-                            missing=matching.missing, unexpected=matching.unexpected)
+                            missing=matching.missing, unexpected=matching.unexpected,
+                            details={"pose_accuracy": pose(matching.found)} if pose is not None else {})

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Mapping
 
-from pgpis.metrics.quality.scoring import QUALITY_METRICS, quality_table
+from pgpis.metrics.quality.scoring import quality_table
 from pgpis.metrics.quality.settings import BACKENDS, HUB_ID, QAlignSettings
 
 NOT_REQUESTED = "not requested (--quality none)"
@@ -46,10 +46,10 @@ def settings_from_args(args: argparse.Namespace) -> QAlignSettings | str:
 
 def quality_lines(rows: Mapping[str, object]) -> str | None:
     """The IQA / IAA table for ``{method name: EvaluationResult}`` (the first one's ground truth), or None
-    when IQA / IAA were not part of the evaluation."""
+    when :func:`pgpis.metrics.evaluate.evaluate_pairs` did not score them."""
     pairs = {name: (r.metrics, r.unavailable) for name, r in rows.items()}  # type: ignore[attr-defined]
     first_metrics, first_unavailable = next(iter(pairs.values()), ({}, {}))
-    if not any(k in first_metrics or k in first_unavailable for k in QUALITY_METRICS):
-        return None
+    if "iqa_ground_truth" not in first_metrics and "iqa_ground_truth" not in first_unavailable:
+        return None  # not scored, or a dataset whose own table has the columns (wpose: a ground-truth row)
     backend = first_metrics.get("quality_backend")
     return quality_table(pairs, backend if isinstance(backend, str) else None)
