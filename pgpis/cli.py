@@ -26,6 +26,7 @@ TOOLS: dict[str, str] = {
     "animate": "pgpis.inference.animate:main",
     "report": "pgpis.report:main",
     "app": "pgpis.app:main",
+    "pose": "pgpis.pose.cli:main",
 }
 
 
