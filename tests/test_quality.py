@@ -136,6 +136,7 @@ def test_shipped_worker_offline_without_model_env_or_opt_in(images, tmp_path, mo
     assert "transformers 5." in why and "cache" not in why and "trust-remote-code" not in why
 
 
+@pytest.mark.slow  # imports transformers in a subprocess (~10 s)
 def test_local_folder_stands_in_for_the_hub_id(tmp_path):
     """The model's own __init__ loads its image processor / tokenizer by the hub id; a local copy must answer."""
     folder = tmp_path / "one-align"
@@ -320,19 +321,29 @@ def test_evaluate_without_an_environment_reports_why(synthetic_root, offline_met
     assert "--qalign-python" in res["unavailable"]["iqa_ground_truth"]
     assert "- n/a iqa, iaa, iqa_ground_truth, iaa_ground_truth: Q-Align needs its own Python environment" in \
         capsys.readouterr().out
-    code, res = _evaluate(["--root", str(synthetic_root), "--generated", str(gen), "--quality", "none"], tmp_path)
-    assert res["unavailable"]["iaa"] == "not requested (--quality none)"
 
 
-def test_evaluate_reports_a_crashed_worker_and_keeps_the_rest(synthetic_root, offline_metric_weights, tmp_path,
-                                                              monkeypatch):
+def test_a_crashed_worker_is_the_reason_and_the_other_metrics_stay(synthetic_root, tmp_path, monkeypatch):
+    from pgpis.data.deepfashion import read_deepfashion_index
+    from pgpis.metrics.evaluate import evaluate_folder
+
     monkeypatch.setenv("QALIGN_STANDIN_MODE", "crash-after-one")
+    index = read_deepfashion_index(synthetic_root)
+    pairs = index.pairs["test"][:3]
     gen = tmp_path / "copy"
-    code, res = _evaluate(["--root", str(synthetic_root), "--generated", str(gen), "--make-copy-source",
-                           "--qalign-python", sys.executable, "--qalign-worker", str(STANDIN)], tmp_path)
-    assert code == 0 and res["metrics"]["psnr"] is not None and res["metrics"]["iqa"] is None
-    why = res["unavailable"]["iqa"]
+    from pgpis.metrics.pairs import copy_source
+
+    copy_source(pairs, index.image_path, gen, size=(256, 176))
+    res = evaluate_folder(gen, pairs, index.image_path, "deepfashion-256x176", lpips_net=None, fid_extractor=None,
+                          quality=standin())
+    d = res.to_dict()
+    assert d["metrics"]["psnr"] is not None and d["metrics"]["iqa"] is None and d["quality_backend"] is None
+    why = d["unavailable"]["iqa"]
     assert why.startswith("the Q-Align worker failed:") and "exited (code 139)" in why and "Segmentation fault" in why
+    # not requested: no IQA / IAA keys at all (the API default outside `pgpis evaluate`, no PGPIS_QALIGN_PYTHON)
+    monkeypatch.delenv("PGPIS_QALIGN_PYTHON", raising=False)
+    plain = evaluate_folder(gen, pairs, index.image_path, "deepfashion-256x176", lpips_net=None, fid_extractor=None)
+    assert "iqa" not in plain.to_dict()["metrics"] and "quality_backend" not in plain.to_dict()
 
 
 def test_evaluate_phoenix_scores_too(synthetic_phoenix_root, offline_metric_weights, tmp_path, capsys):

@@ -190,9 +190,17 @@ def evaluate_pairs(
     fid_extractor: FeatureExtractor | Literal["auto"] | None = AUTO,
     weights: WeightPaths | None = None,
     fid_cache_dir: str | Path | None = None,
+    quality: object = "ambient",
     log: Log | None = None,
 ) -> tuple[dict[str, float | None], dict[str, str]]:
-    """(metrics, unavailable) for already matched pairs. `real_sets` maps "fid"/"fid_test" to image files."""
+    """(metrics, unavailable) for already matched pairs. `real_sets` maps "fid"/"fid_test" to image files.
+
+    `quality` (IQA / IAA, :mod:`pgpis.metrics.quality`): ``"ambient"`` takes what the enclosing
+    ``pgpis evaluate`` asked for (else the ``PGPIS_QALIGN_*`` environment when set, else not scored);
+    ``"auto"`` the environment (unavailable with how to set it up when it is not configured); a
+    :class:`~pgpis.metrics.quality.QAlignSettings`; None: not scored (no IQA / IAA keys); another
+    string: not scored, reported with that reason.
+    """
     protocol = get_protocol(protocol)
     weights = weights or WeightPaths()
     dev = torch.device(device)
@@ -239,24 +247,28 @@ def evaluate_pairs(
                 metrics[m] = frechet_distance(gen_stats, real)
             except ValueError as err:
                 unavailable[m] = f"real set {FID_REAL_SETS[m]}: {err}"
-    _score_quality(pairs, protocol, metrics, unavailable, log)
+    _score_quality(pairs, protocol, quality, metrics, unavailable, log)
     return metrics, unavailable
 
 
-def _score_quality(pairs: Sequence[EvalPair], protocol: Protocol, metrics: dict, unavailable: dict[str, str],
-                   log: Log | None) -> None:
+def _score_quality(pairs: Sequence[EvalPair], protocol: Protocol, quality: object, metrics: dict,
+                   unavailable: dict[str, str], log: Log | None) -> None:
     """IQA / IAA of the generated and ground-truth images when requested (pgpis.metrics.quality.requested / env)."""
     from pgpis.metrics.quality.scoring import QualityResult, score_quality
-    from pgpis.metrics.quality.settings import ambient
+    from pgpis.metrics.quality.settings import QAlignSettings, ambient
     from pgpis.metrics.quality.worker import QualityWorkerError
 
-    settings = ambient()
+    settings = quality
+    if isinstance(quality, str) and quality in ("ambient", AUTO):
+        settings = ambient() if quality == "ambient" else QAlignSettings.from_env()
     if settings is None:
         return
     try:
         q = score_quality([p.generated for p in pairs], [p.target_path for p in pairs], settings,
                           prepare=lambda path: load_resized(path, protocol.size), log=log)
     except QualityWorkerError as err:
+        if log:
+            log(f"IQA / IAA unavailable: {err}")
         q = QualityResult.not_available(f"the Q-Align worker failed: {err}")
     metrics.update(q.metrics)
     unavailable.update(q.unavailable)
