@@ -417,11 +417,13 @@ def read_wpose_index(root: str | os.PathLike, *, check_images: ImageCheck = "hea
             problems.extend(err.problems)
     pkl_pairs: list[tuple[str, str, str, dict]] = []
     data_path = root / TEST_DATA
+    unsafe = False  # a refused pickle keeps its error type (UnsafePickleError) whatever else is found
     if data_path.exists():
         try:
             pkl_pairs, index.records = parse_test_data(load_test_data(data_path), str(data_path), problems)
         except DataFormatError as err:
             problems.extend(err.problems)
+            unsafe = type(err).__name__ == "UnsafePickleError"
     if not pairs_path.exists():
         if not data_path.exists():
             problems.append(Problem(str(root), f"neither {TEST_PAIRS} nor {TEST_DATA} is here, so there are no pairs",
@@ -448,16 +450,18 @@ def read_wpose_index(root: str | os.PathLike, *, check_images: ImageCheck = "hea
         problems.append(Problem(str(pairs_path if pairs_path.exists() else data_path), "lists no pairs",
                                 "use the file from UniHuman's wpose.zip"))
 
+    # every existing image any pair names is checked (also those whose partner is missing: one pass finds all)
+    referenced = [n for n in dict.fromkeys(n for s, t, _ in raw for n in (s, t)) if index.image_path(n).exists()]
     # stems must be unique: keypoint and parsing files are named after them
     by_stem: dict[str, str] = {}
-    for name in index.names():
+    for name in referenced:
         other = by_stem.setdefault(stem(name), name)
         if other != name:
             problems.append(Problem(str(index.image_path(name)), f"'{name}' and '{other}' share the file stem "
                                     f"'{stem(name)}', so their parsing and keypoint files would collide",
                                     "rename one of the images (and its pairs)", item=name))
 
-    for name in index.names():
+    for name in referenced:
         size = None
         if check_images != "none":
             size = _image_size(index.image_path(name), name, check_images, problems)
@@ -477,5 +481,9 @@ def read_wpose_index(root: str | os.PathLike, *, check_images: ImageCheck = "hea
             else:
                 index.keypoints[name] = found
     if problems:
+        if unsafe:
+            from pgpis.data.phoenix.keypoints import UnsafePickleError
+
+            raise UnsafePickleError(problems)
         raise DataFormatError(problems)
     return index
