@@ -69,7 +69,7 @@ def test_pairs_follow_the_first_frame_protocol(frames, synthetic_phoenix_root):
 
 
 def test_copy_first_frame_matches_hand_computed_values(frames, baseline_dir):
-    res = evaluate_phoenix(None, "test", baseline_dir, frames=frames, fid_extractor=None)
+    res = evaluate_phoenix(None, "test", baseline_dir, frames=frames, fid_extractor=None, hand_estimator=None)
     ssim_ref = np.mean([structural_similarity(rgb(frames.path(s)).astype(np.float64) / 255,
                                               rgb(frames.path(t)).astype(np.float64) / 255,
                                               win_size=51, data_range=1, channel_axis=2) for s, t in frames.pairs])
@@ -113,7 +113,7 @@ def test_ground_truth_scores_perfectly_and_fid_test_is_zero(frames, tmp_path):
             return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1)
 
     ext = CleanFidExtractor(Features(), name="phoenix-test", dim=6)
-    res = evaluate_phoenix(None, "test", gen, frames=frames, fid_extractor=ext)
+    res = evaluate_phoenix(None, "test", gen, frames=frames, fid_extractor=ext, hand_estimator=None)
     assert res.metrics["ssim"] == pytest.approx(1.0) and res.metrics["hand_ssim"] == pytest.approx(1.0)
     assert res.metrics["fid_test"] == pytest.approx(0.0, abs=1e-6)  # the generated set *is* the real test set
     assert res.metrics["fid"] is not None and res.metrics["fid"] > 0  # against the training frames
@@ -125,8 +125,8 @@ def test_missing_files_are_listed(frames, baseline_dir, tmp_path):
     gone = generated_name(*frames.pairs[3])
     (gen / gone).unlink()
     with pytest.raises(DataFormatError, match=gone):
-        evaluate_phoenix(None, "test", gen, frames=frames, fid_extractor=None)
-    res = evaluate_phoenix(None, "test", gen, frames=frames, fid_extractor=None, allow_missing=True)
+        evaluate_phoenix(None, "test", gen, frames=frames, fid_extractor=None, hand_estimator=None)
+    res = evaluate_phoenix(None, "test", gen, frames=frames, fid_extractor=None, allow_missing=True, hand_estimator=None)
     assert res.missing == [gone] and res.n_pairs == len(frames.pairs) - 1
 
 
@@ -141,7 +141,9 @@ def test_evaluate_cli_prints_model_and_baseline_rows(synthetic_phoenix_root, fra
     assert "| Hand SSIM |" in table and "| copy first frame |" in table
     data = json.loads(out.read_text())
     assert data["protocol"] == "phoenix-260x210" and data["metrics"]["hand_ssim"] > 0
-    assert data["metrics"]["hand_pe"] is None and "estimator" in data["unavailable"]["hand_pe"]
+    # Hand PE by default with mediapipe's hands: a number, or (drawn synthetic hands) null with what it found
+    assert data["hand_pe"]["estimator"].startswith("mediapipe-") and data["hand_pe"]["gt_hands"] > 0
+    assert data["metrics"]["hand_pe"] is not None or data["hand_pe"]["estimator"] in data["unavailable"]["hand_pe"]
     assert data["metrics"]["fid"] is None and "inception" in data["unavailable"]["fid"].lower()
     assert len(list((tmp_path / "baseline").iterdir())) == len(frames.pairs)
 

@@ -177,3 +177,101 @@ def test_hand_pe_with_the_adapter_by_hand():
     # the left hand only (the right's ground-truth knuckle scores 0.2): every point off by (3, 3) -> L1 6 px
     assert float(metric.compute()) == pytest.approx(6.0)
     assert table.calls == 2
+
+
+def test_hand_pe_leaves_points_missed_on_the_generated_frame_out_and_counts_them():
+    real, fake = _image(30, H, W), _image(31, H, W)
+    table = TableEstimator(name="hands-stand-in")
+    table.add(images_to_uint8(real[None])[0], PoseEstimate(_body({}), _hands(0), False, (H, W)))
+    table.add(images_to_uint8(fake[None])[0], PoseEstimate(_body({}), _hands(2, right_missing=True), False, (H, W)))
+    kp, sc = torch.full((133, 2), MISSING), torch.zeros(133)
+    for k, xy in ((LEFT_HAND_KNUCKLE, (40.0, 60.0)), (RIGHT_HAND_KNUCKLE, (160.0, 210.0))):
+        kp[k], sc[k] = torch.tensor(xy), 0.9
+    metric = HandPE(PoseHandEstimator(table))
+    metric.update(fake[None], real[None], kp[None], sc[None])
+    assert float(metric.compute()) == pytest.approx(4.0)  # the left hand, off by (2, 2); the right one not found
+    assert metric.counts() == {"points": 21, "missed_on_generated": 21, "gt_hands": 2, "found_on_real": 2}
+    assert metric.name == "hands-stand-in"
+
+
+# --------------------------------------------------------------------------- in the DeepFashion evaluation
+SMALL = "deepfashion-256x176"
+
+
+def _dataset_estimator(index, size: tuple[int, int]) -> TableEstimator:
+    """Knows every dataset image at the report size and answers with its own (rescaled) keypoints."""
+    from pgpis.data.keypoints import CFLD_FRAME, rescale_keypoints
+    from pgpis.metrics.images import load_resized
+
+    table = TableEstimator(name="dataset-oracle")
+    for name, kp in index.keypoints.items():
+        if name in index.image_paths:
+            table.add(load_resized(index.image_path(name), size), rescale_keypoints(kp, CFLD_FRAME, size))
+    return table
+
+
+def test_deepfashion_evaluation_reports_samples_copy_source_and_ground_truth(synthetic_root, tmp_path):
+    from pgpis.data.deepfashion import evaluate_deepfashion, read_deepfashion_index
+    from pgpis.data.keypoints import CFLD_FRAME, rescale_keypoints
+    from pgpis.metrics.pairs import copy_source
+    from pgpis.metrics.protocols import get_protocol
+
+    protocol = get_protocol(SMALL)
+    index = read_deepfashion_index(synthetic_root)
+    pairs = index.pairs["test"]
+    gen = copy_source(pairs, index.image_path, tmp_path / "copy", size=protocol.size)  # a "method" = copy-source
+    res = evaluate_deepfashion(synthetic_root, "test", gen, SMALL, lpips_net=None, fid_extractor=None,
+                               pose_estimator=_dataset_estimator(index, protocol.size), batch_size=7)
+    pose = res.to_dict()["pose_accuracy"]
+    assert pose["estimator"] == "dataset-oracle" and pose["frame"].startswith("256x176")
+    gt = pose["ground_truth"]
+    assert gt["pck@0.05"] == 1.0 and gt["mean_error_px"] == pytest.approx(0.0, abs=1e-6)
+    assert gt["n_images"] == len(pairs) and gt["n_person_found"] == len(pairs)
+    # copy-source by hand: the source's keypoints against the target's, in the report frame
+    correct = {0.05: 0, 0.1: 0}
+    visible, errors = 0, []
+    for s, t in pairs:
+        src, tgt = (rescale_keypoints(index.keypoints[n], CFLD_FRAME, protocol.size) for n in (s, t))
+        for a, b in zip(src, tgt):
+            if (b == MISSING).any():
+                continue
+            visible += 1
+            if (a == MISSING).any():
+                continue
+            d = float(np.hypot(*(a - b)))
+            errors.append(d)
+            for th in correct:
+                correct[th] += d <= th * 256
+    cs = pose["copy_source"]
+    assert cs["n_target_points"] == visible and cs["n_matched_points"] == len(errors)
+    assert cs["pck@0.05"] == pytest.approx(correct[0.05] / visible) and cs["pck@0.1"] == pytest.approx(correct[0.1] / visible)
+    assert cs["mean_error_px"] == pytest.approx(float(np.mean(errors)), abs=1e-5)
+    assert pose["samples"] == cs  # the generated folder *is* copy-source
+    assert "| ground truth (estimator ceiling) | 1.000 | 1.000 | 0.00 |" in res.markdown_table()
+
+
+def test_evaluate_cli_pose_estimator_none_is_reported_unavailable(synthetic_root, tmp_path):
+    from pgpis.cli import main
+    from pgpis.metrics.pose_eval import DISABLED
+
+    out = tmp_path / "metrics.json"
+    assert main(["evaluate", "--root", str(synthetic_root), "--generated", str(tmp_path / "copy"), "--make-copy-source",
+                 "--pose-estimator", "none", "--quality", "none", "--out", str(out), "--fid-real-cache", ""]) == 0
+    pose = json.loads(out.read_text())["pose_accuracy"]
+    assert pose["estimator"] is None and pose["unavailable"] == DISABLED
+    assert all(pose[row]["pck@0.1"] is None for row in ("samples", "copy_source", "ground_truth"))
+
+
+def test_evaluate_cli_uses_mediapipe_by_default(synthetic_root, tmp_path):
+    """The default estimator on drawn synthetic people: real figures (not asserted), its name and counts."""
+    pytest.importorskip("mediapipe")
+    from pgpis.cli import main
+
+    out = tmp_path / "metrics.json"
+    assert main(["evaluate", "--root", str(synthetic_root), "--generated", str(tmp_path / "copy"), "--make-copy-source",
+                 "--quality", "none", "--out", str(out), "--fid-real-cache", ""]) == 0
+    pose = json.loads(out.read_text())["pose_accuracy"]
+    assert pose["estimator"].startswith("mediapipe-") and "unavailable" not in pose
+    gt, cs = pose["ground_truth"], pose["copy_source"]
+    assert gt["n_images"] == 24 and gt["n_person_found"] > 0 and gt["pck@0.1"] is not None
+    assert pose["samples"] == cs  # the same pixels give the same estimate

@@ -16,18 +16,23 @@ between runs that used the same estimator, whose name goes into metrics.json.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from pgpis.errors import PgpisError
+from pgpis.metrics.hands import NO_ESTIMATOR
 from pgpis.metrics.pose_accuracy import estimator_name, images_to_uint8
 
 if TYPE_CHECKING:
+    from pgpis.metrics.hands import HandKeypointEstimator
     from pgpis.pose import PoseEstimator
 
+AUTO = "auto"
 DEFAULT_HAND_ESTIMATOR = "mediapipe"
+DISABLED = "hand-keypoint estimator disabled by the caller (--pose-estimator none)"
 HAND_POINTS = 21
 
 
@@ -76,3 +81,37 @@ class PoseHandEstimator:
             hands[gone] = (-1.0, -1.0, 0.0)
             rows.append(hands.reshape(2 * HAND_POINTS, 3))
         return torch.from_numpy(np.stack(rows)).to(images.device)
+
+
+@dataclass(frozen=True)
+class NoHandEstimator:
+    """Hand PE without an estimator, and why: reported as unavailable with this reason."""
+
+    reason: str
+
+
+def resolve_hand_estimator(spec: "HandKeypointEstimator | NoHandEstimator | str | None" = AUTO
+                           ) -> "HandKeypointEstimator | NoHandEstimator":
+    """The estimator Hand PE uses: ``"auto"`` (mediapipe's hands when they run here, else a
+    :class:`NoHandEstimator` with the reason), ``"none"`` (off), a backend name or class path for
+    :func:`pgpis.pose.load_estimator` (an unusable one raises its named error), or an estimator object.
+    None: no estimator configured (:data:`pgpis.metrics.hands.NO_ESTIMATOR`)."""
+    if spec is None:
+        return NoHandEstimator(NO_ESTIMATOR)
+    if isinstance(spec, str) and spec.lower() == "none":
+        return NoHandEstimator(DISABLED)
+    if not isinstance(spec, str):
+        return spec
+    from pgpis.pose import EstimatorUnavailable, available_estimators
+
+    name = DEFAULT_HAND_ESTIMATOR if spec == AUTO else spec
+    if spec == AUTO:
+        why = available_estimators().get(name, f"'{name}' is not a known backend")
+        if why is not None:
+            return NoHandEstimator(f"{name}: {why}")
+    try:
+        return PoseHandEstimator(name)
+    except EstimatorUnavailable as err:
+        if spec == AUTO:
+            return NoHandEstimator(str(err))
+        raise

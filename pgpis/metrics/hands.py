@@ -17,9 +17,12 @@ Choices, made explicit:
 * Hand PE is the mean L1 distance ``|dx| + |dy|`` in pixels between the 42 hand
   keypoints a :class:`HandKeypointEstimator` finds on the generated and on the
   real frame, over counted hands and over points the estimator is confident
-  about (score >= threshold) on the real frame. With no estimator (none ships:
-  HRNet weights cannot be downloaded here) Hand PE is reported *unavailable*
-  with the reason, never as a number.
+  about (score >= threshold) on the real frame. A point the estimator misses on
+  the generated frame (``-1``) is left out of the mean and counted in
+  ``hand_pe_missed`` (its distance to "-1" would be no distance at all). The
+  default estimator is MediaPipe's hand landmarker through
+  :class:`pgpis.metrics.hand_estimators.PoseHandEstimator`; with no estimator
+  Hand PE is reported *unavailable* with the reason, never as a number.
 """
 from __future__ import annotations
 
@@ -128,10 +131,23 @@ class HandPE(Metric):
         self.estimator, self.score_threshold = estimator, score_threshold
         self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("missed", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")  # points absent on generated
+        self.add_state("gt_hands", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")  # ground-truth-present hands
+        self.add_state("real_found", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")  # ... found on the real frame
 
     @property
     def available(self) -> bool:
         return self.estimator is not None
+
+    @property
+    def name(self) -> str | None:
+        """The estimator's name (recorded in metrics.json), None without one."""
+        return None if self.estimator is None else str(getattr(self.estimator, "name", None) or type(self.estimator).__name__)
+
+    def counts(self) -> dict[str, int]:
+        """Points averaged, points missed on the generated frames, ground-truth hands and those found on the real frames."""
+        return {"points": int(self.count), "missed_on_generated": int(self.missed), "gt_hands": int(self.gt_hands),
+                "found_on_real": int(self.real_found)}
 
     @property
     def reason(self) -> str | None:
@@ -151,8 +167,13 @@ class HandPE(Metric):
                                  f"expected [{len(preds)}, 42, 3] (x, y, score; left hand then right)")
         dist = (fake[..., :2].double() - real[..., :2].double()).abs().sum(-1)  # [B, 42]
         use = present.repeat_interleave(21, dim=1) & (real[..., 2] >= self.score_threshold)
+        missed = use & (fake[..., :2] == MISSING).any(-1)  # not found on the generated frame: counted, not averaged
+        use &= ~missed
         self.total += dist[use].sum()
         self.count += int(use.sum())
+        self.missed += int(missed.sum())
+        self.gt_hands += int(present.sum())
+        self.real_found += int((present & (real[..., 2] >= self.score_threshold).reshape(-1, 2, 21).any(-1)).sum())
 
     def compute(self) -> torch.Tensor:
         if self.estimator is None or self.count == 0:

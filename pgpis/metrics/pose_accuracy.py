@@ -16,8 +16,8 @@ in the same pixel frame as the images (the report size). Choices, made explicit:
 
 The same metric on the ground-truth target images measures the estimator's own
 ceiling on the data; a generated set cannot be expected to beat it. All states
-are sums (``dist_reduce_fx="sum"``), so under DDP each rank adds its images and
-``compute`` gives the single-process figures. With no estimator the metric is
+are sums (``dist_reduce_fx="sum"``) of integers (errors in micro-pixels), so under
+DDP each rank adds its images and ``compute`` gives the single-process figures bit for bit. With no estimator the metric is
 *unavailable* with the reason (NaN from ``compute``), never a made-up number.
 """
 from __future__ import annotations
@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # pgpis.pose is optional at import time (mediapipe extra)
     from pgpis.pose import PoseEstimator
 
 NUM_BODY = 18  # OpenPose-18
+MICRO = 1_000_000  # keypoint errors are summed in integer micro-pixels
 DEFAULT_THRESHOLDS = (0.05, 0.1)
 NO_POSE_ESTIMATOR = "no pose estimator configured (pass --pose-estimator mediapipe|rtmlib|package.module.Class)"
 
@@ -93,7 +94,8 @@ class PoseAccuracy(Metric):
         self.add_state("correct", torch.zeros(len(self.thresholds), dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("n_target", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("n_matched", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-        self.add_state("error_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        # integer micro-pixels: a fixed-point sum is exact in any order, so DDP gives the single-process bits
+        self.add_state("error_sum_upx", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("n_images", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("n_found", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
@@ -134,6 +136,8 @@ class PoseAccuracy(Metric):
                 or keypoints.shape[2] < 2:
             raise ValueError(f"target keypoints must be [B, {NUM_BODY}, 2+] for {images.shape[0]} images, "
                              f"got {list(keypoints.shape)}")
+        if len(images) == 0:  # a rank without work still calls update, so compute joins the reduction
+            return
         body, found = self.estimate(images)
         target = keypoints[..., :2].detach().to("cpu", torch.float64)
         visible = ~missing_points(target)  # [B, 18]
@@ -145,7 +149,7 @@ class PoseAccuracy(Metric):
         self.correct += correct.to(self.correct.device)
         self.n_target += int(visible.sum())
         self.n_matched += int(matched.sum())
-        self.error_sum += float(dist[matched].sum())
+        self.error_sum_upx += int(torch.round(dist[matched] * MICRO).to(torch.long).sum())
         self.n_images += len(images)
         self.n_found += int(found.sum())
 
@@ -154,7 +158,7 @@ class PoseAccuracy(Metric):
         nan = torch.tensor(float("nan"), dtype=torch.float64)
         out = {pck_key(t): (self.correct[i].double() / self.n_target if self.n_target > 0 else nan)
                for i, t in enumerate(self.thresholds)}
-        out["mean_error_px"] = self.error_sum / self.n_matched if self.n_matched > 0 else nan
+        out["mean_error_px"] = self.error_sum_upx.double() / MICRO / self.n_matched if self.n_matched > 0 else nan
         out.update(n_images=self.n_images.clone(), n_person_found=self.n_found.clone(),
                    n_target_points=self.n_target.clone(), n_matched_points=self.n_matched.clone())
         return out

@@ -108,7 +108,11 @@ def run_preview(args: argparse.Namespace) -> int:
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    """DeepFashion uses only the shared `pgpis evaluate` options."""
+    """DeepFashion's option beyond the shared `pgpis evaluate` ones: the pose-accuracy estimator."""
+    parser.add_argument("--pose-estimator", default="auto", metavar="NAME|none",
+                        help="pose accuracy (PCK@0.05/0.1, mean keypoint error) of samples, copy-source and ground "
+                             "truth: 'auto' (default: mediapipe when installed), mediapipe, rtmlib, a class path "
+                             "package.module.Class, or none (docs/metrics.md)")
 
 
 def write_copy_source(args: argparse.Namespace) -> None:
@@ -133,6 +137,6 @@ def run_evaluate(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[
         args.root, args.split, args.generated, args.protocol,
         allow_missing=args.allow_missing, batch_size=args.batch_size, device=args.device,
         weights=WeightPaths(alexnet=args.alexnet_weights, inception=args.inception_weights),
-        fid_cache_dir=args.fid_real_cache or None, log=log,
+        fid_cache_dir=args.fid_real_cache or None, log=log, pose_estimator=args.pose_estimator,
     )
     return result, {}

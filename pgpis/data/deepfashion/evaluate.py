@@ -7,11 +7,16 @@ images FID compares against.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 from pgpis.data.deepfashion.layout import DeepFashionIndex, read_deepfashion_index
 from pgpis.errors import DataFormatError, Problem
 from pgpis.metrics.evaluate import EvaluationResult, evaluate_folder
-from pgpis.metrics.protocols import Protocol
+from pgpis.metrics.pairs import EvalPair
+from pgpis.metrics.protocols import Protocol, get_protocol
+
+if TYPE_CHECKING:
+    from pgpis.pose import PoseEstimator
 
 
 def deepfashion_real_sets(index: DeepFashionIndex, split: str) -> dict[str, list[Path]]:
@@ -22,11 +27,25 @@ def deepfashion_real_sets(index: DeepFashionIndex, split: str) -> dict[str, list
 
 
 def evaluate_deepfashion(root: str | Path, split: str, generated_dir: str | Path, protocol: str | Protocol,
-                         **kwargs) -> EvaluationResult:
-    """:func:`evaluate_folder` on a DeepFashion copy (CFLD or PCDMs layout) and one of its splits."""
+                         pose_estimator: "PoseEstimator | str | None" = "auto", **kwargs) -> EvaluationResult:
+    """:func:`evaluate_folder` on a DeepFashion copy (CFLD or PCDMs layout) and one of its splits.
+
+    `pose_estimator` adds pose accuracy (samples, copy-source, ground truth; :mod:`pgpis.metrics.pose_eval`)
+    against the split's target keypoints: ``"auto"`` (mediapipe when it runs here, else unavailable with the
+    reason), a backend name or class path, an estimator object, or None (not computed).
+    """
     index = read_deepfashion_index(root, check_images="none")
     if not index.pairs.get(split):
         raise DataFormatError(Problem(str(root), f"split '{split}' has no pairs",
                                       f"use one of: {', '.join(s for s, p in index.pairs.items() if p) or '(none)'}"))
+    pose = None
+    if pose_estimator is not None:
+        from pgpis.data.keypoints import CFLD_FRAME
+        from pgpis.metrics.pose_eval import pose_accuracy_rows
+
+        def pose(found: Sequence[EvalPair]) -> dict:
+            return pose_accuracy_rows(found, get_protocol(protocol), lambda p: index.keypoints[p.target], CFLD_FRAME,
+                                      lambda p: index.image_path(p.source), pose_estimator,
+                                      batch_size=kwargs.get("batch_size", 16), device=kwargs.get("device", "cpu"))
     return evaluate_folder(generated_dir, index.pairs[split], index.image_path, protocol,
-                           deepfashion_real_sets(index, split), **kwargs)
+                           deepfashion_real_sets(index, split), pose=pose, **kwargs)

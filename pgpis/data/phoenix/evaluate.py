@@ -26,6 +26,7 @@ from pgpis.data import keypoints as kpt
 from pgpis.data.phoenix.layout import FRAME_SIZE, PhoenixIndex, PhoenixVideo, keypoints_with_missing, read_phoenix_index
 from pgpis.errors import DataFormatError, Problem
 from pgpis.metrics.evaluate import EvaluationResult, evaluate_pairs
+from pgpis.metrics.hand_estimators import NoHandEstimator, resolve_hand_estimator
 from pgpis.metrics.hands import NO_ESTIMATOR, HandKeypointEstimator, HandPE, HandSSIM
 from pgpis.metrics.images import load_resized, stack01
 from pgpis.metrics.pairs import EvalPair, copy_source, match_generated, missing_error
@@ -99,9 +100,10 @@ def target_hand_keypoints(frames: PhoenixFrames, names: Sequence[str], size: tup
 
 def hand_metrics(pairs: Sequence[EvalPair], frames: PhoenixFrames, protocol: Protocol, *,
                  estimator: Optional[HandKeypointEstimator] = None, batch_size: int = 16,
-                 device: str | torch.device = "cpu",
-                 score_threshold: float = HAND_SCORE_THRESHOLD) -> tuple[dict[str, float | None], dict[str, str]]:
-    """(``{"hand_ssim", "hand_pe"}``, unavailable) over the pairs; summed over ranks under torch.distributed."""
+                 device: str | torch.device = "cpu", score_threshold: float = HAND_SCORE_THRESHOLD,
+                 no_estimator_reason: str = NO_ESTIMATOR) -> tuple[dict[str, float | None], dict[str, str], dict]:
+    """(``{"hand_ssim", "hand_pe"}``, unavailable, ``{"hand_pe": estimator name and counts}``) over the pairs;
+    summed over ranks under torch.distributed."""
     dev = torch.device(device)
     hssim = HandSSIM(score_threshold=score_threshold).to(dev)
     hpe = HandPE(estimator, score_threshold=score_threshold).to(dev)
@@ -120,15 +122,25 @@ def hand_metrics(pairs: Sequence[EvalPair], frames: PhoenixFrames, protocol: Pro
         metrics["hand_ssim"] = value
     else:
         unavailable["hand_ssim"] = "no ground-truth hand present (knuckle score >= 0.3) in the scored frames"
+    details = {"hand_pe": {"estimator": hpe.name, "score_threshold": score_threshold}}
     if estimator is None:
-        unavailable["hand_pe"] = NO_ESTIMATOR
+        unavailable["hand_pe"] = no_estimator_reason
     else:
         value = float(hpe.compute())
+        with hpe.sync_context():  # the counts of every rank
+            counts = hpe.counts()
+        details["hand_pe"].update(counts)
         if math.isfinite(value):
             metrics["hand_pe"] = value
+        elif counts["gt_hands"] == 0:
+            unavailable["hand_pe"] = "no ground-truth hand present (knuckle score >= 0.3) in the scored frames"
+        elif counts["found_on_real"] == 0:
+            unavailable["hand_pe"] = (f"{hpe.name} detected no hands on the real frames "
+                                      f"({counts['gt_hands']} ground-truth hands)")
         else:
-            unavailable["hand_pe"] = "no hand keypoint counted (no ground-truth hand, or none found on the real frames)"
-    return metrics, unavailable
+            unavailable["hand_pe"] = (f"{hpe.name} found none of the real frames' hand points on the generated frames "
+                                      f"({counts['missed_on_generated']} missed)")
+    return metrics, unavailable, details
 
 
 # --------------------------------------------------------------------------- result
@@ -159,6 +171,11 @@ class PhoenixEvaluationResult(EvaluationResult):
                 if k in PHOENIX_METRICS:
                     by_reason.setdefault(why, []).append(k if len(results) == 1 else f"{k} ({name})")
         lines += [f"- n/a {', '.join(ks)}: {why}" for why, ks in by_reason.items()]
+        hpe = self.details.get("hand_pe", {})
+        if hpe.get("estimator"):
+            lines.append(f"Hand PE: hand keypoints by `{hpe['estimator']}` on generated and real frames; "
+                         f"{hpe['points']} points averaged, {hpe['missed_on_generated']} not found on the generated "
+                         f"frames, {hpe['found_on_real']} of {hpe['gt_hands']} ground-truth hands found on the real ones.")
         return "\n".join(lines)
 
 
@@ -169,7 +186,7 @@ def evaluate_phoenix(
     protocol: str | Protocol = PHOENIX_PROTOCOL_NAME,
     *,
     keypoints: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
-    hand_estimator: Optional[HandKeypointEstimator] = None,
+    hand_estimator: HandKeypointEstimator | NoHandEstimator | str | None = "auto",
     allow_missing: bool = False,
     frames: Optional[PhoenixFrames] = None,
     batch_size: int = 16,
@@ -180,8 +197,10 @@ def evaluate_phoenix(
     """Score ``generated_dir`` against the split's first-frame protocol (SSIM, Hand SSIM, Hand PE, FID).
 
     `kwargs` go to :func:`pgpis.metrics.evaluate.evaluate_pairs` (``fid_extractor``,
-    ``weights``, ``fid_cache_dir``). Hand PE is unavailable (with the reason) without
-    `hand_estimator`. Missing files raise a DataFormatError listing them unless `allow_missing`.
+    ``weights``, ``fid_cache_dir``). `hand_estimator` (see
+    :func:`pgpis.metrics.hand_estimators.resolve_hand_estimator`): ``"auto"`` = MediaPipe's hands when
+    installed; None / "none" = Hand PE unavailable with the reason. Missing files raise a DataFormatError
+    listing them unless `allow_missing`.
     """
     protocol = get_protocol(protocol)
     frames = frames or read_phoenix_frames(root, split, keypoints)
@@ -196,13 +215,16 @@ def evaluate_phoenix(
     kwargs.setdefault("lpips_net", None)  # not part of the Phoenix protocol
     metrics, unavailable = evaluate_pairs(matching.found, protocol, real_sets, batch_size=batch_size, device=device,
                                           log=log, **kwargs)
-    hands, hands_na = hand_metrics(matching.found, frames, protocol, estimator=hand_estimator,
-                                   batch_size=batch_size, device=device)
+    hand_estimator = resolve_hand_estimator(hand_estimator)
+    no_hands = hand_estimator if isinstance(hand_estimator, NoHandEstimator) else None
+    hands, hands_na, details = hand_metrics(matching.found, frames, protocol, batch_size=batch_size, device=device,
+                                            estimator=None if no_hands else hand_estimator,
+                                            no_estimator_reason=no_hands.reason if no_hands else NO_ESTIMATOR)
     metrics.update(hands)
     unavailable.update(hands_na)
     return PhoenixEvaluationResult(protocol, len(matching.found), metrics, unavailable,
                                    n_expected=len(frames.pairs) - len(matching.duplicates),
-                                   missing=matching.missing, unexpected=matching.unexpected)
+                                   missing=matching.missing, unexpected=matching.unexpected, details=details)
 
 
 def copy_first_frame(frames: PhoenixFrames, out_dir: str | os.PathLike) -> Path:

@@ -1,7 +1,7 @@
 """`pgpis evaluate --dataset phoenix`: the Phoenix14T protocol from the shell.
 
     pgpis evaluate --dataset phoenix --root PHOENIX-2014-T --split test \\
-        --generated DIR --protocol phoenix-260x210 [--baseline-out DIR] [--hand-estimator MODULE:FACTORY]
+        --generated DIR --protocol phoenix-260x210 [--baseline-out DIR] [--pose-estimator NAME|none]
 
 Same options as the DeepFashion evaluation (weights, FID cache, --allow-missing)
 plus the keypoint file(s), an optional hand-keypoint estimator for Hand PE and
@@ -25,13 +25,17 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
                    help="COCO-WholeBody keypoint file(s) (default: <root>/keypoints/, .npz first)")
     p.add_argument("--hand-estimator", default=None, metavar="MODULE:FACTORY",
                    help="Hand PE: a callable returning a pgpis.metrics.hands.HandKeypointEstimator "
-                        "(without it Hand PE is reported unavailable)")
+                        "(overrides --pose-estimator)")
+    p.add_argument("--pose-estimator", default="auto", metavar="NAME|none",
+                   help="Hand PE from a pose estimator's hands, the same on generated and real frames: 'auto' "
+                        "(default: mediapipe when installed), mediapipe, rtmlib, a class path package.module.Class, "
+                        "or none (Hand PE unavailable); docs/metrics.md")
     p.add_argument("--baseline-out", default=None, metavar="DIR",
                    help="also write the copy-the-first-frame baseline to DIR and score it as a second row")
 
 
 def load_estimator(spec: Optional[str]):
-    """``module:factory`` -> ``factory()``; None stays None (Hand PE unavailable)."""
+    """``module:factory`` -> ``factory()`` (``--hand-estimator``)."""
     if spec is None:
         return None
     if ":" not in spec:
@@ -46,7 +50,10 @@ def run_evaluate(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[
     from pgpis.metrics.evaluate import WeightPaths
     from pgpis.metrics.pairs import generated_name
 
-    common = dict(protocol=args.protocol, hand_estimator=load_estimator(args.hand_estimator),
+    from pgpis.metrics.hand_estimators import resolve_hand_estimator
+
+    hands = load_estimator(args.hand_estimator) if args.hand_estimator else resolve_hand_estimator(args.pose_estimator)
+    common = dict(protocol=args.protocol, hand_estimator=hands,
                   batch_size=args.batch_size, device=args.device, log=log,
                   weights=WeightPaths(alexnet=args.alexnet_weights, inception=args.inception_weights),
                   fid_cache_dir=args.fid_real_cache or None)
