@@ -52,6 +52,12 @@ def is_local(model: str) -> bool:
     return model.startswith((".", "/", "~")) or os.path.isdir(os.path.expanduser(model)) or model.count("/") > 1
 
 
+def offline_vars() -> list[str]:
+    """The set offline switches (huggingface_hub's, transformers', pgpis's)."""
+    return [v for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "PGPIS_OFFLINE")
+            if os.environ.get(v, "").strip().lower() in _TRUE]
+
+
 def environment_problems(args: argparse.Namespace) -> list[str]:
     """Everything that stops scoring here, each with its fix (empty: go ahead)."""
     problems = []
@@ -73,7 +79,7 @@ def environment_problems(args: argparse.Namespace) -> list[str]:
         if not os.path.isfile(os.path.join(model, "config.json")):
             problems.append(f"model folder {args.model} has no config.json; make it with "
                             f"`hf download {HUB_ID} --local-dir {args.model}`")
-    elif os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE:
+    elif offline_vars():
         try:
             from huggingface_hub import try_to_load_from_cache
 
@@ -81,8 +87,9 @@ def environment_problems(args: argparse.Namespace) -> list[str]:
             if not isinstance(cached, str):
                 from huggingface_hub.constants import HF_HUB_CACHE
 
+                switches = "=1, ".join(offline_vars()) + "=1"
                 problems.append(f"{args.model} is not in the Hugging Face cache of {py} ({HF_HUB_CACHE}) and "
-                                f"HF_HUB_OFFLINE=1: fetch it once online with `hf download {args.model}` "
+                                f"{switches} (offline): fetch it once online with `hf download {args.model}` "
                                 f"(about 16 GB), or pass a local folder as --qalign-model")
         except ImportError:
             pass  # reported above
