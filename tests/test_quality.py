@@ -280,6 +280,15 @@ def _expected(paths, size) -> tuple[float, float]:
     return float(np.mean([q(m) for m in means])), float(np.mean([a(m) for m in means]))
 
 
+def _gray(folder: Path, pairs, size) -> Path:
+    from pgpis.metrics.pairs import generated_name
+
+    folder.mkdir()
+    for s, t in pairs:
+        Image.fromarray(np.full((*size, 3), 128, np.uint8)).save(folder / generated_name(s, t))
+    return folder
+
+
 def _evaluate(args, tmp_path):
     from pgpis.cli import main
 
@@ -290,16 +299,12 @@ def _evaluate(args, tmp_path):
 
 def test_evaluate_deepfashion_scores_generated_and_ground_truth(synthetic_root, offline_metric_weights, tmp_path, capsys):
     from pgpis.data.deepfashion import read_deepfashion_index
-    from pgpis.metrics.pairs import generated_name
 
     index = read_deepfashion_index(synthetic_root)
-    pairs = index.pairs["test"]
-    gen = tmp_path / "gray"  # a "method" whose every image is mid-gray: IQA q(128), IAA a(128) exactly
-    gen.mkdir()
-    for s, t in pairs:
-        Image.fromarray(np.full((256, 176, 3), 128, np.uint8)).save(gen / generated_name(s, t))
+    pairs = index.pairs["test"][:6]  # with --allow-missing: only these are scored (keeps the test fast)
+    gen = _gray(tmp_path / "gray", pairs, (256, 176))  # a "method" whose images are mid-gray: IQA q(128), IAA a(128)
     code, res = _evaluate(["--dataset", "deepfashion", "--root", str(synthetic_root), "--generated", str(gen),
-                           "--name", "Gray", "--qalign-python", sys.executable, "--qalign-worker", str(STANDIN),
+                           "--allow-missing", "--name", "Gray", "--qalign-python", sys.executable, "--qalign-worker", str(STANDIN),
                            "--trust-remote-code"], tmp_path)
     assert code == 0
     iqa_gt, iaa_gt = _expected(sorted({index.image_path(t) for _, t in pairs}), (256, 176))
@@ -314,8 +319,10 @@ def test_evaluate_deepfashion_scores_generated_and_ground_truth(synthetic_root, 
 
 
 def test_evaluate_without_an_environment_reports_why(synthetic_root, offline_metric_weights, tmp_path, capsys):
-    gen = tmp_path / "copy"
-    code, res = _evaluate(["--root", str(synthetic_root), "--generated", str(gen), "--make-copy-source"], tmp_path)
+    from pgpis.data.deepfashion import read_deepfashion_index
+
+    gen = _gray(tmp_path / "gray", read_deepfashion_index(synthetic_root).pairs["test"][:2], (256, 176))
+    code, res = _evaluate(["--root", str(synthetic_root), "--generated", str(gen), "--allow-missing"], tmp_path)
     assert code == 0 and res["metrics"]["ssim"] is not None
     assert all(res["metrics"][k] is None for k in QUALITY_METRICS) and res["quality_backend"] is None
     assert "--qalign-python" in res["unavailable"]["iqa_ground_truth"]
@@ -349,13 +356,14 @@ def test_a_crashed_worker_is_the_reason_and_the_other_metrics_stay(synthetic_roo
 def test_evaluate_phoenix_scores_too(synthetic_phoenix_root, offline_metric_weights, tmp_path, capsys):
     from pgpis.data.phoenix.evaluate import read_phoenix_frames
 
-    gen = tmp_path / "first-frame"
-    code, res = _evaluate(["--dataset", "phoenix", "--root", str(synthetic_phoenix_root), "--generated", str(gen),
-                           "--make-copy-source", "--qalign-python", sys.executable, "--qalign-worker", str(STANDIN),
-                           "--trust-remote-code"], tmp_path)
-    assert code == 0
     frames = read_phoenix_frames(synthetic_phoenix_root, "test")
-    iqa_gt, _ = _expected(sorted({frames.path(t) for _, t in frames.pairs}), (260, 210))
-    assert res["metrics"]["iqa_ground_truth"] == pytest.approx(iqa_gt) and res["metrics"]["hand_ssim"] is not None
-    assert res["metrics"]["iaa"] is not None and res["quality_backend"].endswith(f"via {sys.executable}")
+    pairs = frames.pairs[:5]
+    gen = _gray(tmp_path / "gray", pairs, (260, 210))
+    code, res = _evaluate(["--dataset", "phoenix", "--root", str(synthetic_phoenix_root), "--generated", str(gen),
+                           "--allow-missing", "--qalign-python", sys.executable, "--qalign-worker", str(STANDIN),
+                           "--trust-remote-code"], tmp_path)
+    assert code == 0 and res["n_pairs"] == 5
+    iqa_gt, _ = _expected(sorted({frames.path(t) for _, t in pairs}), (260, 210))
+    assert res["metrics"]["iqa"] == pytest.approx(q(128)) and res["metrics"]["iqa_ground_truth"] == pytest.approx(iqa_gt)
+    assert res["metrics"]["ssim"] is not None and res["quality_backend"].endswith(f"via {sys.executable}")
     assert "| Ground Truth |" in capsys.readouterr().out
