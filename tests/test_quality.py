@@ -367,3 +367,36 @@ def test_evaluate_phoenix_scores_too(synthetic_phoenix_root, offline_metric_weig
     assert res["metrics"]["iqa"] == pytest.approx(q(128)) and res["metrics"]["iqa_ground_truth"] == pytest.approx(iqa_gt)
     assert res["metrics"]["ssim"] is not None and res["quality_backend"].endswith(f"via {sys.executable}")
     assert "| Ground Truth |" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- torch.distributed
+def _ddp_rank(rank: int, world: int, init_file: str, gen: list[str], gt: list[str], out: str, log: str) -> None:
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    os.environ["QALIGN_STANDIN_LOG"] = f"{log}.{rank}"
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        res = score_quality(gen, gt, standin())
+        Path(f"{out}.{rank}").write_text(json.dumps({"metrics": res.metrics, "counts": res.counts}))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow  # two processes importing torch
+def test_two_ranks_give_the_single_process_means(images, tmp_path):
+    import torch.multiprocessing as mp
+
+    gen, gt = ([str(p) for p in ps] for ps in images)
+    single = score_quality(gen, gt, standin())
+    out, log = str(tmp_path / "res"), str(tmp_path / "sent")
+    mp.spawn(_ddp_rank, args=(2, str(tmp_path / "init"), gen, gt, out, log), nprocs=2, join=True)
+    for rank in (0, 1):
+        got = json.loads(Path(f"{out}.{rank}").read_text())
+        assert got["metrics"] == pytest.approx(single.metrics) and got["counts"] == single.counts
+    sent = [Path(f"{log}.{r}").read_text().split() for r in (0, 1)]
+    assert sorted(sent[0] + sent[1]) == sorted(str(Path(p).resolve()) for p in (*gen, gt[0], gt[2]))  # each once
+    assert sent[0] and sent[1]  # both ranks scored a share
