@@ -262,6 +262,25 @@ def test_evaluate_cli_pose_estimator_none_is_reported_unavailable(synthetic_root
     assert all(pose[row]["pck@0.1"] is None for row in ("samples", "copy_source", "ground_truth"))
 
 
+def test_evaluate_cli_estimator_by_class_path_with_options(synthetic_root, tmp_path, capsys):
+    from pgpis.cli import main
+
+    out = tmp_path / "metrics.json"
+    body = json.dumps([[-1, -1]] * 18)  # an estimator that finds no point: every visible target point is wrong
+    assert main(["evaluate", "--root", str(synthetic_root), "--generated", str(tmp_path / "copy"), "--make-copy-source",
+                 "--pose-estimator", "pgpis.pose.testing.FixedEstimator", "--pose-estimator-option", f"body={body}",
+                 "--quality", "none", "--out", str(out),
+                 "--fid-real-cache", ""]) == 0
+    pose = json.loads(out.read_text())["pose_accuracy"]
+    assert pose["estimator"] == "fixed" and pose["samples"]["pck@0.1"] == 0.0
+    assert pose["ground_truth"]["n_person_found"] == 0 and pose["ground_truth"]["mean_error_px"] is None
+    assert "| samples | 0.000 | 0.000 | n/a | 0/24 |" in capsys.readouterr().out
+    # a named estimator that cannot be built fails before any scoring, with its own message
+    assert main(["evaluate", "--root", str(synthetic_root), "--generated", str(tmp_path / "copy"),
+                 "--pose-estimator", "no.such.Estimator", "--quality", "none", "--out", str(tmp_path / "x.json")]) != 0
+    assert not (tmp_path / "x.json").exists()
+
+
 def test_evaluate_cli_uses_mediapipe_by_default(synthetic_root, tmp_path):
     """The default estimator on drawn synthetic people: real figures (not asserted), its name and counts."""
     pytest.importorskip("mediapipe")
@@ -275,3 +294,16 @@ def test_evaluate_cli_uses_mediapipe_by_default(synthetic_root, tmp_path):
     gt, cs = pose["ground_truth"], pose["copy_source"]
     assert gt["n_images"] == 24 and gt["n_person_found"] > 0 and gt["pck@0.1"] is not None
     assert pose["samples"] == cs  # the same pixels give the same estimate
+
+
+def test_phoenix_evaluate_cli_pose_estimator_none_keeps_hand_pe_unavailable(synthetic_phoenix_root, tmp_path):
+    from pgpis.cli import main
+    from pgpis.metrics.hand_estimators import DISABLED
+
+    out = tmp_path / "metrics.json"
+    assert main(["evaluate", "--dataset", "phoenix", "--root", str(synthetic_phoenix_root), "--generated",
+                 str(tmp_path / "first"), "--make-copy-source", "--pose-estimator", "none", "--quality", "none",
+                 "--out", str(out), "--fid-real-cache", ""]) == 0
+    data = json.loads(out.read_text())
+    assert data["metrics"]["hand_pe"] is None and data["unavailable"]["hand_pe"] == DISABLED
+    assert data["hand_pe"]["estimator"] is None and data["metrics"]["hand_ssim"] is not None

@@ -87,13 +87,17 @@ def pose_accuracy_rows(
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     batch_size: int = 16,
     device: str | torch.device = "cpu",
+    unavailable_reason: str | None = None,
 ) -> dict:
     """``{"estimator", "frame", "thresholds", "samples", "copy_source", "ground_truth"}`` (each a
     :meth:`PoseAccuracy.report`), or the same keys with every figure None and ``"unavailable"`` set.
 
     ``target_keypoints(pair)``: OpenPose-18 ``[18, 2+]`` in ``keypoint_frame`` (h, w) pixels, -1 missing.
+    ``unavailable_reason`` (with ``estimator=None``): why there is none, from an earlier
+    :func:`resolve_pose_estimator`.
     """
-    est, reason = resolve_pose_estimator(estimator)
+    est, reason = (None, unavailable_reason) if estimator is None and unavailable_reason else \
+        resolve_pose_estimator(estimator)
     h, w = protocol.size
     head = {"estimator": estimator_name(est) if est is not None else None, "frame": f"{h}x{w} (h x w, report size)",
             "thresholds": [float(t) for t in thresholds]}

@@ -113,6 +113,18 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pose accuracy (PCK@0.05/0.1, mean keypoint error) of samples, copy-source and ground "
                              "truth: 'auto' (default: mediapipe when installed), mediapipe, rtmlib, a class path "
                              "package.module.Class, or none (docs/metrics.md)")
+    parser.add_argument("--pose-estimator-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="option for the pose estimator's constructor, repeatable "
+                             "(e.g. det=PATH.onnx pose=PATH.onnx for rtmlib)")
+
+
+def _pose_estimator(args: argparse.Namespace):
+    """`--pose-estimator` as given, or built now with its `--pose-estimator-option` s."""
+    if not args.pose_estimator_option or args.pose_estimator.lower() in ("auto", "none"):
+        return args.pose_estimator
+    from pgpis.pose.cli import load_named_estimator
+
+    return load_named_estimator(args.pose_estimator, args.pose_estimator_option)
 
 
 def write_copy_source(args: argparse.Namespace) -> None:
@@ -137,6 +149,6 @@ def run_evaluate(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[
         args.root, args.split, args.generated, args.protocol,
         allow_missing=args.allow_missing, batch_size=args.batch_size, device=args.device,
         weights=WeightPaths(alexnet=args.alexnet_weights, inception=args.inception_weights),
-        fid_cache_dir=args.fid_real_cache or None, log=log, pose_estimator=args.pose_estimator,
+        fid_cache_dir=args.fid_real_cache or None, log=log, pose_estimator=_pose_estimator(args),
     )
     return result, {}

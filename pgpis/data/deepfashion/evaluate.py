@@ -41,11 +41,13 @@ def evaluate_deepfashion(root: str | Path, split: str, generated_dir: str | Path
     pose = None
     if pose_estimator is not None:
         from pgpis.data.keypoints import CFLD_FRAME
-        from pgpis.metrics.pose_eval import pose_accuracy_rows
+        from pgpis.metrics.pose_eval import pose_accuracy_rows, resolve_pose_estimator
+
+        estimator, why = resolve_pose_estimator(pose_estimator)  # before scoring: a bad name fails at once
 
         def pose(found: Sequence[EvalPair]) -> dict:
             return pose_accuracy_rows(found, get_protocol(protocol), lambda p: index.keypoints[p.target], CFLD_FRAME,
-                                      lambda p: index.image_path(p.source), pose_estimator,
+                                      lambda p: index.image_path(p.source), estimator, unavailable_reason=why,
                                       batch_size=kwargs.get("batch_size", 16), device=kwargs.get("device", "cpu"))
     return evaluate_folder(generated_dir, index.pairs[split], index.image_path, protocol,
                            deepfashion_real_sets(index, split), pose=pose, **kwargs)

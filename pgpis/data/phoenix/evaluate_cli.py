@@ -30,6 +30,9 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
                    help="Hand PE from a pose estimator's hands, the same on generated and real frames: 'auto' "
                         "(default: mediapipe when installed), mediapipe, rtmlib, a class path package.module.Class, "
                         "or none (Hand PE unavailable); docs/metrics.md")
+    p.add_argument("--pose-estimator-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="option for the pose estimator's constructor, repeatable "
+                        "(e.g. det=PATH.onnx pose=PATH.onnx for rtmlib)")
     p.add_argument("--baseline-out", default=None, metavar="DIR",
                    help="also write the copy-the-first-frame baseline to DIR and score it as a second row")
 
@@ -50,9 +53,16 @@ def run_evaluate(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[
     from pgpis.metrics.evaluate import WeightPaths
     from pgpis.metrics.pairs import generated_name
 
-    from pgpis.metrics.hand_estimators import resolve_hand_estimator
+    from pgpis.metrics.hand_estimators import PoseHandEstimator, resolve_hand_estimator
 
-    hands = load_estimator(args.hand_estimator) if args.hand_estimator else resolve_hand_estimator(args.pose_estimator)
+    if args.hand_estimator:
+        hands = load_estimator(args.hand_estimator)
+    elif args.pose_estimator_option and args.pose_estimator.lower() not in ("auto", "none"):
+        from pgpis.pose.cli import load_named_estimator
+
+        hands = PoseHandEstimator(load_named_estimator(args.pose_estimator, args.pose_estimator_option))
+    else:
+        hands = resolve_hand_estimator(args.pose_estimator)
     common = dict(protocol=args.protocol, hand_estimator=hands,
                   batch_size=args.batch_size, device=args.device, log=log,
                   weights=WeightPaths(alexnet=args.alexnet_weights, inception=args.inception_weights),
