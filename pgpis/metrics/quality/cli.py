@@ -20,7 +20,8 @@ def add_quality_arguments(parser: argparse.ArgumentParser) -> None:
                    help="the Q-Align environment's python (transformers 4.37.2; $PGPIS_QALIGN_PYTHON)")
     g.add_argument("--qalign-model", default=None, metavar="ID_OR_DIR",
                    help=f"hub id or local folder ($PGPIS_QALIGN_MODEL; default {HUB_ID})")
-    g.add_argument("--qalign-device", default=None, help="device in the worker ($PGPIS_QALIGN_DEVICE; default auto)")
+    g.add_argument("--qalign-device", default=None, metavar="DEV",
+                   help="device in the worker ($PGPIS_QALIGN_DEVICE; default auto)")
     g.add_argument("--qalign-backend", choices=BACKENDS, default=None,
                    help="model card's model.score, or pyiqa.create_metric('qalign') ($PGPIS_QALIGN_BACKEND)")
     g.add_argument("--trust-remote-code", action="store_true", default=None,
