@@ -98,14 +98,15 @@ def instantiate(node: Any) -> Any:
 
 
 def ipf_fusion_model(ipf_config: str | Path):
-    """The stage-1 export's architecture: ipf.yaml's encoder (+ pose encoder) and Combiner, frozen as stage 2 loads it."""
+    """The stage-1 export's architecture: ipf.yaml's encoder(s) and Combiner, frozen as stage 2 loads it."""
     from pgpis.models.combiner import Combiner
     from pgpis.models.encoders import build_image_encoder
     from pgpis.models.fusion import FusionModel
 
     args = weightless(read_yaml(ipf_config)["model"], "model")["init_args"]
     encoder = build_image_encoder(args.get("encoder", {}), "model.init_args.encoder")
-    pose = build_image_encoder(args["pose_encoder"], "model.init_args.pose_encoder") if args.get("pose_encoder") else None
+    pose_spec = args.get("pose_encoder")
+    pose = build_image_encoder(pose_spec, "model.init_args.pose_encoder") if pose_spec else None
     combiner = Combiner(encoder.embed_dim, args.get("projection_dim"), args.get("hidden_dim"), args.get("dropout", 0.5))
     return FusionModel(encoder, combiner, pose).freeze()
 
