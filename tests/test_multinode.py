@@ -45,7 +45,7 @@ def _config(root: Path, out: Path) -> Path:
                           limit_val_batches=0, val_check_interval=None, default_root_dir=str(out),
                           callbacks=[checkpoint, {"class_path": "pgpis.callbacks.resume.StepSeed"}])
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "config.yaml"
+    path = out.parent / f"{out.name}.yaml"  # not in default_root_dir, where LightningCLI saves the resolved config
     path.write_text(yaml.safe_dump(cfg))
     return path
 
@@ -91,7 +91,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 def test_two_nodes_of_one_process_train_the_weights_of_one_node_with_two(synthetic_root, tmp_path):
     two_nodes = _config(synthetic_root, tmp_path / "two_nodes")
     port = str(_free_port())
-    logs = [two_nodes.parent / f"node{rank}.log" for rank in (0, 1)]
+    logs = [tmp_path / f"node{rank}.log" for rank in (0, 1)]
     procs = [_fit(two_nodes, ["--trainer.num_nodes", "2", "--trainer.devices", "1"],
                   _clean_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NODE_RANK=str(rank), LOCAL_RANK="0",
                              WORLD_SIZE="2"), log)
@@ -99,10 +99,11 @@ def test_two_nodes_of_one_process_train_the_weights_of_one_node_with_two(synthet
     _wait(procs, logs)
 
     one_node = _config(synthetic_root, tmp_path / "one_node")
-    log = one_node.parent / "fit.log"
+    log = tmp_path / "one_node.log"
     _wait([_fit(one_node, ["--trainer.num_nodes", "1", "--trainer.devices", "2"], _clean_env(), log)], [log])
 
-    a, b = _weights(two_nodes.parent / "ckpt" / "last.ckpt"), _weights(one_node.parent / "ckpt" / "last.ckpt")
+    a = _weights(tmp_path / "two_nodes" / "ckpt" / "last.ckpt")
+    b = _weights(tmp_path / "one_node" / "ckpt" / "last.ckpt")
     assert a.keys() == b.keys()
     for name, value in a.items():
         assert torch.equal(value, b[name]), name
