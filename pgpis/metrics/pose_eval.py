@@ -102,7 +102,8 @@ def pose_accuracy_rows(
     head = {"estimator": estimator_name(est) if est is not None else None, "frame": f"{h}x{w} (h x w, report size)",
             "thresholds": [float(t) for t in thresholds]}
     if est is None:
-        return {**head, "unavailable": reason, **{r: PoseAccuracy(None, thresholds, reason=reason).report() for r in ROWS}}
+        row = {k: v for k, v in PoseAccuracy(None, thresholds, reason=reason).report().items() if k != "estimator"}
+        return {**head, "unavailable": reason, **{r: dict(row) for r in ROWS}}
     real = MemoEstimator(est)  # targets and sources repeat across pairs
     metrics = {"samples": PoseAccuracy(est, thresholds), "copy_source": PoseAccuracy(real, thresholds),
                "ground_truth": PoseAccuracy(real, thresholds)}
