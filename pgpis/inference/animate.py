@@ -13,6 +13,11 @@ K = 133 (COCO-WholeBody) or 18 (OpenPose), in pixels of ``pose_frame``
 (``{"<split>/<video>": [T, 133, 3]}`` .npz, or a pickle read with the
 restricted unpickler) with ``video=`` picking the entry when it holds several.
 Frames without any detection (all scores 0) repeat the previous detected pose.
+
+Or ``--driving-video CLIP``: the sequence is estimated frame by frame from a video of someone moving
+(:func:`pgpis.inference.estimated_poses.sequence_from_video`, ``--estimator`` as in ``pgpis pose extract``), in
+the skeleton the checkpoint was trained with (OpenPose-18 for DeepFashion models, COCO-WholeBody for Phoenix
+models), optionally ``--retarget`` ed to the source person's proportions; the clip keeps the video's frame rate.
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ import torch
 from PIL import Image
 
 from pgpis.data import keypoints as kpt
-from pgpis.data.phoenix_layout import FRAME_SIZE
+from pgpis.data.phoenix.layout import FRAME_SIZE
 from pgpis.errors import DataFormatError, Problem
 from pgpis.inference.inputs import MissingInputError
 from pgpis.safe_load import TRUST_HELP
@@ -87,7 +92,7 @@ def read_pose_sequence(path: Union[str, os.PathLike], video: Optional[str] = Non
             raise DataFormatError(Problem(str(path), f"not a readable numpy file without pickles ({err})",
                                           "save the keypoints with numpy.savez / numpy.save")) from None
     else:  # Phoenix pickle containers, through the restricted unpickler
-        from pgpis.data.phoenix_keypoints import read_keypoint_file
+        from pgpis.data.phoenix.keypoints import read_keypoint_file
 
         arrays = read_keypoint_file(path)
     arr = np.asarray(_pick(arrays, video, path), dtype=np.float32)
@@ -254,7 +259,20 @@ def build_parser():
                     "with a trained FPDM (or TruePose) model; the initial noise is the same for every frame.")
     p.add_argument("--checkpoint", required=True, help="`pgpis fit` checkpoint (.ckpt) or `pgpis export` folder")
     p.add_argument("--source", required=True, help="source frame (e.g. images0001.png of a Phoenix video)")
-    p.add_argument("--poses", required=True, help=".npz/.npy [T, 133|18, 2|3] keypoints, or a Phoenix keypoint file")
+    p.add_argument("--poses", default=None, help=".npz/.npy [T, 133|18, 2|3] keypoints, or a Phoenix keypoint file")
+    p.add_argument("--driving-video", default=None, metavar="CLIP",
+                   help="instead of --poses: take the pose sequence from a video of someone moving (.mp4, .gif, ...), "
+                        "estimated frame by frame (docs/pose.md)")
+    p.add_argument("--estimator", default="mediapipe",
+                   help="--driving-video: mediapipe (default), rtmlib, or a class path package.module.Class")
+    p.add_argument("--estimator-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="--driving-video: keyword argument for the estimator (repeatable; VALUE read as JSON)")
+    p.add_argument("--retarget", action="store_true",
+                   help="--driving-video: rescale the driving bones to the source person's proportions (one scale "
+                        "per bone for the whole clip; source keypoints from --source-pose, else estimated on --source)")
+    p.add_argument("--skeleton", choices=("auto", "openpose18", "wholebody"), default="auto",
+                   help="--driving-video: the skeleton to estimate (default: the checkpoint's, OpenPose-18 for "
+                        "DeepFashion models, whole-body COCO-133 for Phoenix models)")
     p.add_argument("--video", default=None, help="entry of --poses to use when it holds several (e.g. test/<video>)")
     p.add_argument("--parsing", default=None, help="the source's LIP parsing map, for models that read it (TruePose)")
     p.add_argument("--source-pose", default=None, help="the source's OpenPose-18 keypoint file, for models that read "
@@ -263,7 +281,8 @@ def build_parser():
     p.add_argument("--pose-frame", type=int, nargs=2, default=list(FRAME_SIZE), metavar=("H", "W"),
                    help="frame the keypoints are in (default: the Phoenix frame %(default)s)")
     p.add_argument("--max-frames", type=int, default=None, help="only the first N poses")
-    p.add_argument("--fps", type=float, default=25.0, help="clip frame rate (Phoenix: 25)")
+    p.add_argument("--fps", type=float, default=None,
+                   help="clip frame rate (default: the driving video's, else 25 as Phoenix)")
     p.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
                    help="resize the clip's frames (PIL bicubic), e.g. 260 210 for Phoenix's frame size")
     p.add_argument("--frames-dir", default=None, help="also write every frame as frame0001.png ... there")
@@ -282,11 +301,46 @@ def build_parser():
     return p
 
 
+def _driving_sequence(args, data: dict) -> tuple[np.ndarray, Size, Optional[float]]:
+    """(poses [T, K, 3], their frame, the clip's fps or --fps) estimated on --driving-video (see docs/pose.md)."""
+    import sys
+
+    from pgpis.inference.estimated_poses import body_from_photo, frame_of, sequence_from_video, skeleton_of
+    from pgpis.inference.poses import load_target_pose
+    from pgpis.pose.cli import load_named_estimator
+    from pgpis.pose.media import video_fps
+
+    skeleton = skeleton_of(data) if args.skeleton == "auto" else args.skeleton
+    estimator = load_named_estimator(args.estimator, args.estimator_option)
+    source_body = None
+    if args.retarget:
+        given = load_target_pose(args.source_pose, what="source pose").keypoints if args.source_pose else None
+        source_body = given if given is not None else body_from_photo(args.source, estimator,
+                                                                       what="source photo (for --retarget)")
+    try:
+        seq, empty = sequence_from_video(args.driving_video, estimator, skeleton, max_frames=args.max_frames,
+                                         source_body=source_body)
+    finally:
+        close = getattr(estimator, "close", None)
+        if callable(close):
+            close()
+    print(f"pgpis animate: {len(seq)} poses ({skeleton}) from {args.driving_video} by {estimator.name}"
+          f"{', retargeted to the source' if source_body is not None else ''}"
+          f"{f'; no person in {empty} frame(s)' if empty else ''}", file=sys.stderr)
+    fps = args.fps if args.fps is not None else video_fps(args.driving_video)
+    return seq, frame_of(skeleton), fps
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`pgpis animate` (registered in :data:`pgpis.cli.TOOLS`)."""
     import sys
 
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if (args.poses is None) == (args.driving_video is None):
+        parser.error("give the pose sequence once: --poses FILE or --driving-video CLIP")
+    if args.retarget and args.driving_video is None:
+        parser.error("--retarget is for --driving-video (poses estimated on another person)")
     out = Path(args.out)
     if out.suffix.lower() not in VIDEO_SUFFIXES:
         print(f"pgpis animate: --out {out}: use a .gif or .mp4 file name", file=sys.stderr)
@@ -294,16 +348,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if out.suffix.lower() == ".mp4" and mp4_backend() is None:
         print(f"pgpis animate: {MP4_MISSING}", file=sys.stderr)
         return 2
+    pose_frame = tuple(args.pose_frame)
+    fps = args.fps
     try:
-        seq = read_pose_sequence(args.poses, args.video)
         pipe, data = load_for_animation(args.checkpoint, device=args.device, fusion_model=args.fusion_model,
                                         trust_checkpoint=args.trust_checkpoint)
+        if args.driving_video is not None:
+            seq, pose_frame, fps = _driving_sequence(args, data)
+        else:
+            seq = read_pose_sequence(args.poses, args.video)
     except DataFormatError as err:
         print(f"pgpis animate: {err}", file=sys.stderr)
         return 2
+    fps = 25.0 if fps is None else fps
     threshold = args.score_threshold if args.score_threshold is not None else float(data.get("score_threshold", 0.3))
     draw_face = args.draw_face if args.draw_face is not None else bool(data.get("draw_face", False))
-    poses, held = sequence_poses(seq[:args.max_frames], tuple(args.pose_frame), threshold, draw_face)
+    poses, held = sequence_poses(seq[:args.max_frames], pose_frame, threshold, draw_face)
     if held:
         print(f"pgpis animate: {held} of {len(poses)} frames have no detection and repeat the previous pose",
               file=sys.stderr)
@@ -326,8 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if size is not None:
         frames = [f.resize((size[1], size[0]), Image.BICUBIC) for f in frames]
-    write_clip(frames, out, args.fps)
-    print(f"wrote {out} ({len(frames)} frames at {args.fps:g} fps, {frames[0].width}x{frames[0].height} w x h)")
+    write_clip(frames, out, fps)
+    print(f"wrote {out} ({len(frames)} frames at {fps:g} fps, {frames[0].width}x{frames[0].height} w x h)")
     return 0
 
 

@@ -67,6 +67,15 @@ def generate_main(argv: Sequence[str]) -> int:
     parser.add_argument("--source", help="source person image")
     parser.add_argument("--pose", help="target pose: keypoint file (.txt PCDMs, .csv CFLD annotation[#name], .json "
                                        "[[x, y], ...] in the 256x176 frame) or a rendered pose image")
+    parser.add_argument("--pose-image", help="target pose taken from another person's photo by a pose estimator "
+                                             "(instead of --pose; see docs/pose.md)")
+    parser.add_argument("--estimator", default="mediapipe", help="--pose-image: mediapipe (default), rtmlib, or a "
+                                                                 "class path package.module.Class")
+    parser.add_argument("--estimator-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="--pose-image: keyword argument for the estimator (repeatable; VALUE read as JSON)")
+    parser.add_argument("--retarget", action="store_true", help="--pose-image: rescale the pose's bones to the "
+                        "source person's proportions (neck fixed; source keypoints from --source-pose, else "
+                        "estimated on --source)")
     parser.add_argument("--parsing", help="the source's LIP parsing map (PNG of class indices), for models that read "
                                           "it (TruePose)")
     parser.add_argument("--source-pose", help="the source person's keypoints (same formats as --pose), for models that "
@@ -88,11 +97,16 @@ def generate_main(argv: Sequence[str]) -> int:
     parser.add_argument("--fusion-model", default=None, help="FPDM checkpoints: the IPF export folder if it moved")
     parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     args = parser.parse_args(list(argv))
-    single = args.source is not None or args.pose is not None
+    if args.pose and args.pose_image:
+        parser.error("give the target pose once: --pose KEYPOINTS_OR_POSE_IMG or --pose-image PHOTO")
+    pose_given = args.pose or args.pose_image
+    single = args.source is not None or pose_given is not None
     if single == (args.pairs is not None):
-        parser.error("give either --source and --pose (one image) or --pairs and --root (many)")
-    if single and not (args.source and args.pose):
-        parser.error("--source and --pose go together")
+        parser.error("give either --source and --pose / --pose-image (one image) or --pairs and --root (many)")
+    if single and not (args.source and pose_given):
+        parser.error("--source and --pose (or --pose-image) go together")
+    if args.retarget and not args.pose_image:
+        parser.error("--retarget is for --pose-image (a pose estimated on another person)")
     if args.pairs and not args.root:
         parser.error("--pairs needs --root (the dataset the names refer to)")
     if args.batch_size < 1:
@@ -112,7 +126,16 @@ def generate_main(argv: Sequence[str]) -> int:
     common = dict(guidance=guidance, steps=args.steps, scheduler=args.scheduler)
     try:
         if single:
-            image = pipe.generate(args.source, args.pose, source_parsing=args.parsing, source_pose=args.source_pose,
+            pose = args.pose
+            if args.pose_image:
+                from pgpis.inference.estimated_poses import PoseFromImage
+                from pgpis.pose.cli import load_named_estimator
+
+                estimator = load_named_estimator(args.estimator, args.estimator_option)
+                pose = PoseFromImage(args.pose_image, estimator, retarget=args.retarget)
+                print(f"pgpis generate: target pose from {args.pose_image} ({estimator.name}"
+                      f"{', retargeted to the source' if args.retarget else ''})")
+            image = pipe.generate(args.source, pose, source_parsing=args.parsing, source_pose=args.source_pose,
                                   seed=args.seed, progress=True, **common)
             out = Path(args.out)
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -139,7 +162,7 @@ def _generate_pairs(pipe, pairs_file: Path, root: Path, out_dir: Path, seed: int
     """
     from tqdm.auto import tqdm
 
-    from pgpis.data.layouts import read_deepfashion_index
+    from pgpis.data.deepfashion.layout import read_deepfashion_index
     from pgpis.metrics.pairs import generated_name
     from pgpis.output_files import (names_digest, output_folder, plan_split, read_settings, settings_change,
                                     settings_file, summary, weights_fingerprint, write_image, write_settings)

@@ -32,12 +32,14 @@ from PIL import Image
 from torch import Tensor
 
 from pgpis.data import parsing as prs
-from pgpis.data.deepfashion import resize_image, to_tensor
+from pgpis.data.images import resize_image, to_tensor
 from pgpis.diffusion.guidance import ClassifierFreeGuidance, CumulativeGuidance, GuidancePolicy, NoGuidance
 from pgpis.diffusion.sampler import Sampler
 from pgpis.errors import MissingWeightsError
 from pgpis.inference.inputs import (KEY_TO_INPUT, MissingInputError, RequiredInput, batch_keys_read, model_name,
                                     required_inputs)
+from pgpis.inference.estimated_poses import EstimatorCache, PoseFromImage, body_from_photo
+from pgpis.inference.estimated_poses import retarget_to as retarget_to_body
 from pgpis.inference.poses import PoseInput, TargetPose, load_target_pose
 
 Size = tuple[int, int]
@@ -83,7 +85,7 @@ def _read_parsing(parsing: ParsingInput) -> np.ndarray:
 
 def _is_single_pose(pose: Any) -> bool:
     """A pose (array [18, 2], file, image) rather than a list of poses."""
-    if isinstance(pose, (str, os.PathLike, Image.Image)):
+    if isinstance(pose, (str, os.PathLike, Image.Image, PoseFromImage)):
         return True
     if isinstance(pose, (np.ndarray, list, tuple)):
         try:
@@ -121,6 +123,7 @@ class Pipeline:
         self.ema = bool(ema)
         self.config = dict(config or {})  # the module's hyper-parameters (class paths) for export
         self._keys_read: Optional[tuple[str, ...]] = None
+        self._estimators = EstimatorCache()
         self.to(device, dtype)
 
     # ------------------------------------------------------------------ placement
@@ -252,6 +255,39 @@ class Pipeline:
         return Sampler(scheduler or base.scheduler_name, steps if steps is not None else base.num_inference_steps,
                        base.eta if eta is None else eta, base.overrides)
 
+    # ------------------------------------------------------------------ poses from photos
+    def pose_from_image(self, photo: Union[ImageInput, np.ndarray], *, estimator: Any = "mediapipe",
+                        retarget_to: Union[ImageInput, np.ndarray, None] = None, **options: Any) -> np.ndarray:
+        """OpenPose-18 keypoints ``float32 [18, 2]`` in the CFLD 256x176 frame, estimated on `photo`.
+
+        The result is a `target_pose` for :meth:`generate` (or ``PoseFromImage(photo)`` there directly).
+        ``estimator``: ``"mediapipe"`` (default), ``"rtmlib"``, a class path, or a built
+        :class:`pgpis.pose.PoseEstimator`; ``options`` go to its constructor (built once per pipeline).
+        ``retarget_to``: the source person (a photo, estimated with the same estimator, or their keypoints
+        ``[18, 2]`` in the CFLD frame): the pose's bones are rescaled to that body's lengths, neck fixed
+        (:func:`pgpis.pose.retarget.retarget_pose`). A photo with no person is a DataFormatError.
+        """
+        est = self._estimators.get(estimator, options)
+        body = body_from_photo(photo, est)
+        if retarget_to is None:
+            return body
+        if isinstance(retarget_to, np.ndarray) and retarget_to.ndim == 2:
+            source = retarget_to
+        else:
+            source = body_from_photo(retarget_to, est, what="source photo (for --retarget)")
+        return retarget_to_body(body, source)
+
+    def _resolve_estimated(self, pose: Any, source: ImageInput, source_pose: Optional[TargetPose]) -> Any:
+        """A :class:`PoseFromImage` as keypoints (CFLD frame), retargeted to this sample's source if asked."""
+        if not isinstance(pose, PoseFromImage):
+            return pose
+        target: Union[ImageInput, np.ndarray, None] = None
+        if pose.retarget:
+            known = source_pose.keypoints if source_pose is not None else None
+            target = known if known is not None else source
+        return TargetPose(keypoints=self.pose_from_image(pose.image, estimator=pose.estimator, retarget_to=target,
+                                                         **dict(pose.options)))
+
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
     def generate(
@@ -277,7 +313,9 @@ class Pipeline:
             source_image: a PIL image or file, or a list of them.
             target_pose: OpenPose-18 keypoints ``[18, 2]`` (x, y) in `pose_frame` (default the CFLD 256x176
                 frame), a keypoint file (PCDMs ``.txt``, CFLD annotation ``.csv[#name]``, ``.json``), a rendered
-                pose image, or a list of these. One source with many poses (or the reverse) broadcasts.
+                pose image, a ``PoseFromImage(photo[, estimator, retarget=True])`` (the pose estimated on another
+                person's photo, see :meth:`pose_from_image`), or a list of these. One source with many poses
+                (or the reverse) broadcasts.
             source_parsing: LIP class map(s) of the source, when the model reads them (:attr:`needs`; TruePose).
             source_pose: the source person's pose(s), in the forms `target_pose` takes, when the model reads it
                 (:attr:`needs`; TruePose with ``source_pose: true``); rendered as the DataModule renders it.
@@ -313,7 +351,9 @@ class Pipeline:
         seeds = [int(seed) + i for i in range(n)] if isinstance(seed, int) else [int(s) for s in seed]
         if len(seeds) != n:
             raise ValueError(f"generate: {len(seeds)} seeds for {n} samples")
-        targets = [load_target_pose(p, pose_frame) for p in poses]
+        poses = [self._resolve_estimated(p, s, source_poses[i] if source_poses is not None else None)
+                 for i, (p, s) in enumerate(zip(poses, sources))]
+        targets = [p if isinstance(p, TargetPose) else load_target_pose(p, pose_frame) for p in poses]
         policy, sampler = self.guidance_policy(guidance), self.sampler(steps, scheduler, eta)
         chunk = batch_size or n
         bar = None
