@@ -222,3 +222,46 @@ def test_app_cli_screenshot(tiny_ldm_checkpoints, tmp_path):
                  "--device", "cpu", "--screenshot", str(out)]) == 0
     with Image.open(out) as shot:
         assert shot.format == "PNG" and shot.width >= 1000 and shot.height >= 600, (shot.format, shot.size)
+
+
+def test_fpdm_pose_from_a_photo(browser_page, tiny_ldm_checkpoints, synthetic_root, tmp_path):
+    """'Pose from a photo': the uploaded photo's pose (a stand-in estimator of known output, by class path) is
+    shown as the model sees it, then generated with; the shown pose is the render of the estimated keypoints."""
+    from playwright.sync_api import expect
+
+    from pgpis.app import generate as gen
+    from pgpis.data import keypoints as kpt
+    from pgpis.inference import load_pipeline, load_target_pose
+    from pgpis.pose import formats as fmt
+    from pose_stand_ins import standing_body
+
+    photo = tmp_path / "dancer.png"  # someone else's photo; the stand-in reads only its size
+    Image.fromarray(np.random.default_rng(3).integers(0, 255, (120, 100, 3), dtype=np.uint8)).save(photo)
+    estimated = fmt.body_in_frame(standing_body((120, 100)), (120, 100), kpt.CFLD_FRAME, fit="contain")
+    pipe = load_pipeline(tiny_ldm_checkpoints["fpdm"], device="cpu")
+    expected = gen.render_pose(pipe, load_target_pose(estimated))
+    page = browser_page
+    with serve_app(tiny_ldm_checkpoints["fpdm"], "--root", str(synthetic_root),
+                   "--estimator", "pose_stand_ins.Standing") as url:
+        page.goto(url)
+        page.wait_for_selector("#generate")
+        expect(page.locator("#pose-photo")).to_be_hidden()  # the test pose is the default choice
+        page.get_by_label("Pose from a photo").check()
+        expect(page.locator("#pose-photo")).to_be_visible()
+        expect(page.locator("#pose-retarget")).to_be_visible()
+        page.click("#generate")  # no photo yet: pgpis's message
+        expect(page.get_by_text("upload a photo to take the pose from").first).to_be_visible()
+        before = page.evaluate("() => { const i = document.querySelector('#pose-render img');"
+                               " return i ? i.getAttribute('src') : null; }")  # none: the choice cleared it
+        page.set_input_files("#pose-photo input[type=file]", str(photo))
+        page.wait_for_selector("#pose-photo img")
+        page.wait_for_function("(old) => { const i = document.querySelector('#pose-render img');"
+                               " return i !== null && i.getAttribute('src') !== old; }", arg=before,
+                               timeout=GENERATE_MS)
+        preview = _shown_image(page, "pose-render")  # shown on upload, before any Generate
+        sample = _generate(page)
+        pose = _shown_image(page, "pose-render")
+        _screenshot(page, tmp_path, "screenshot_pose_photo.png")
+    assert np.array_equal(np.asarray(preview), np.asarray(expected.convert("RGB"))), "not the estimated pose"
+    assert np.array_equal(np.asarray(pose), np.asarray(preview)), "generated with another pose than shown"
+    assert np.asarray(sample).std() > 1.0

@@ -6,6 +6,7 @@ which guidance weights) is one plain function the UI and tests both call.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Protocol, Union
@@ -14,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from pgpis.app.sources import Catalog
+from pgpis.inference.estimated_poses import retarget_to
 from pgpis.inference.pipeline import Pipeline
 from pgpis.inference.poses import TargetPose, load_target_pose
 
@@ -28,16 +30,76 @@ DISPLAY_HEIGHT = 256
 class PoseEstimator(Protocol):
     """Photo -> OpenPose-18 keypoints [18, 2] (x, y) in the CFLD 256x176 frame, -1 for a missing point."""
 
+    name: str
+
     def __call__(self, image: Image.Image) -> np.ndarray: ...
 
 
-def find_pose_estimator() -> Optional[PoseEstimator]:
-    """The pose estimator the "Pose from a photo" choice runs, or None.
+class PhotoPose:
+    """A :mod:`pgpis.pose` estimator as the app's :class:`PoseEstimator`, built on first use.
 
-    pgpis ships none yet (DESIGN.md section 10 lists the candidates); when one lands, return it here and
-    the UI offers the choice. Never a stand-in: a pose that was not estimated would mislead the user.
+    Building a backend loads its models (seconds); the page should not wait for that before it can be served,
+    nor pay it when nobody picks "Pose from a photo". A photo without a person is a ValueError the page shows.
     """
-    return None
+
+    def __init__(self, name: str = "mediapipe", options: Optional[dict] = None, estimator: Any = None):
+        self.name, self._options, self._estimator = name, dict(options or {}), estimator
+        self._lock = threading.Lock()
+
+    @property
+    def estimator(self) -> Any:
+        with self._lock:
+            if self._estimator is None:
+                from pgpis.pose import load_estimator
+
+                self._estimator = load_estimator(self.name, **self._options)
+                self.name = str(getattr(self._estimator, "name", self.name))
+            return self._estimator
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        from pgpis.errors import DataFormatError
+        from pgpis.inference.estimated_poses import body_from_photo
+
+        try:
+            return body_from_photo(image, self.estimator, what="uploaded photo")
+        except DataFormatError as err:
+            raise ValueError(err.problems[0].what + ": " + err.problems[0].fix) from None
+
+
+def find_pose_estimator(name: Optional[str] = "mediapipe", options: Optional[dict] = None) -> Optional[PoseEstimator]:
+    """The pose estimator the "Pose from a photo" choice runs (:mod:`pgpis.pose`, mediapipe by default), or None.
+
+    None when `name` is None / ``"none"`` or the estimator cannot be used here (the reason goes to stderr, and the
+    page offers keypoint files and test poses only). Never a stand-in: a pose that was not estimated would
+    mislead the user. The backends pgpis knows are checked without loading their models; a class path is built now,
+    so a typo fails at start-up rather than at the first click.
+    """
+    import sys
+
+    if name is None or name.lower() == "none":
+        return None
+    from pgpis.pose import EstimatorUnavailable, InvalidEstimator
+    from pgpis.pose.registry import BUILTIN
+
+    if name in BUILTIN:  # only this backend is checked: another's check may wait on the network
+        import importlib
+
+        try:
+            reason = importlib.import_module(BUILTIN[name][0]).unavailable_reason()
+        except Exception as err:  # noqa: BLE001 - the backend module itself does not import
+            reason = f"{type(err).__name__}: {err}"
+        if reason is not None:
+            print(f"pgpis app: 'Pose from a photo' is off: the {name} estimator is unavailable ({reason})",
+                  file=sys.stderr)
+            return None
+        return PhotoPose(name, options)
+    try:
+        from pgpis.pose import load_estimator
+
+        return PhotoPose(name, options, load_estimator(name, **dict(options or {})))
+    except (EstimatorUnavailable, InvalidEstimator) as err:
+        print(f"pgpis app: 'Pose from a photo' is off: {err}", file=sys.stderr)
+        return None
 
 
 @dataclass(frozen=True)
@@ -69,6 +131,7 @@ class Request:
     pose_file: Optional[str] = None
     pose_row: Optional[str] = None
     pose_photo: Optional[Image.Image] = None
+    retarget: bool = False  # a pose from a photo: rescale its bones to the source person's proportions
     guidance: tuple[float, ...] = ()
     steps: Optional[int] = None
     seed: int = 0
@@ -132,9 +195,20 @@ def resolve_pose(catalog: Optional[Catalog], req: Request,
         return load_target_pose(f"{path}#{row}" if row else path)
     if req.pose_mode == POSE_PHOTO:
         if estimator is None:
-            raise ValueError("pgpis has no pose estimator yet: give the target pose as a keypoint file or a test pose")
+            raise ValueError("no pose estimator is available here (see `pgpis pose estimators`): give the target pose "
+                             "as a keypoint file or a test pose")
         return load_target_pose(estimator(_need(req.pose_photo, "upload a photo to take the pose from")))
     raise ValueError(f"unknown pose choice {req.pose_mode!r}; use {POSE_PICK!r}, {POSE_FILE!r} or {POSE_PHOTO!r}")
+
+
+def source_body(catalog: Optional[Catalog], req: Request, source_pose: Any, estimator: PoseEstimator) -> np.ndarray:
+    """The source person's keypoints (CFLD frame) for retargeting: known ones where the page has them, else
+    estimated on the uploaded photo with the same estimator."""
+    if source_pose is not None:
+        return np.asarray(source_pose, np.float32)
+    if req.source_mode == SOURCE_PICK and catalog is not None and req.source_name:
+        return catalog.keypoints(req.source_name)
+    return estimator(_need(req.source_image, "upload a source photo (or pick a test source)"))
 
 
 def render_pose(pipe: Pipeline, pose: TargetPose) -> Image.Image:
@@ -156,6 +230,8 @@ def generate(pipe: Pipeline, catalog: Optional[Catalog], req: Request,
     """Run the pipeline on what the user chose; `progress(done, total)` is called after every denoising step."""
     source, parsing, source_pose = resolve_source(pipe, catalog, req)
     pose = resolve_pose(catalog, req, estimator)
+    if req.retarget and req.pose_mode == POSE_PHOTO and estimator is not None and pose.keypoints is not None:
+        pose = TargetPose(keypoints=retarget_to(pose.keypoints, source_body(catalog, req, source_pose, estimator)))
     steps = int(req.steps) if req.steps else pipe.sampler().num_inference_steps
     guidance: Union[float, tuple[float, ...], None] = None
     if req.guidance:
@@ -180,5 +256,6 @@ def generate(pipe: Pipeline, catalog: Optional[Catalog], req: Request,
 
 
 __all__ = ["Request", "Result", "Needs", "needs", "generate", "resolve_source", "resolve_pose",
-           "render_pose", "default_guidance", "for_display", "find_pose_estimator", "PoseEstimator",
+           "render_pose", "default_guidance", "for_display", "find_pose_estimator", "PoseEstimator", "PhotoPose",
+           "source_body",
            "SOURCE_PICK", "SOURCE_UPLOAD", "POSE_PICK", "POSE_FILE", "POSE_PHOTO"]

@@ -69,6 +69,17 @@ def build_app(pipe: Pipeline, catalog: Optional[Catalog] = None, *, checkpoint: 
             raise _user_error(err) from err
         return None
 
+    def photo_preview(mode: str, photo: Optional[Image.Image]) -> Any:
+        """The pose estimated on an uploaded photo, as the model will see it (or no change in other modes)."""
+        if mode != gen.POSE_PHOTO or estimator is None:
+            return gr.update()
+        if photo is None:
+            return None
+        try:
+            return gen.render_pose(pipe, load_target_pose(estimator(photo)))
+        except (PgpisError, ValueError) as err:
+            raise _user_error(err) from err
+
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(_header(pipe, checkpoint, catalog), elem_id="header")
         with gr.Row():
@@ -99,9 +110,13 @@ def build_app(pipe: Pipeline, catalog: Optional[Catalog] = None, *, checkpoint: 
                                         file_types=pose_types, elem_id="pose-file")
                     pose_row = gr.Textbox(label="Row of a many-row CFLD .csv (image name)", elem_id="pose-row")
                 # the seam for a pose estimator: without one there is no widget, only an empty value
-                pose_photo = (gr.Image(label="Photo to take the pose from", type="pil", sources=["upload"],
-                                       visible=pose_modes[0] == gen.POSE_PHOTO, elem_id="pose-photo")
-                              if estimator is not None else gr.State(None))
+                with gr.Group(visible=pose_modes[0] == gen.POSE_PHOTO) as photo_group:
+                    pose_photo = (gr.Image(label=f"Photo to take the pose from ({estimator.name})", type="pil",
+                                           sources=["upload"], format="png", elem_id="pose-photo")
+                                  if estimator is not None else gr.State(None))
+                    retarget = (gr.Checkbox(False, label="Retarget to the source's proportions (bone lengths, "
+                                            "neck fixed)", elem_id="pose-retarget")
+                                if estimator is not None else gr.State(False))
                 pose_shown = gr.Image(pose_preview(pose_modes[0], first_pose, None, None), label="Rendered target pose",
                                       type="pil", interactive=False, format="png", elem_id="pose-render")
             with gr.Column():
@@ -132,15 +147,17 @@ def build_app(pipe: Pipeline, catalog: Optional[Catalog] = None, *, checkpoint: 
         source_name.change(source_preview, source_name, source_shown)
         pose_mode.change(on_pose_mode, [pose_mode, pose_name, pose_file, pose_row], [pose_name, file_group, pose_shown])
         if estimator is not None:
-            pose_mode.change(lambda mode: gr.update(visible=mode == gen.POSE_PHOTO), pose_mode, pose_photo)
+            pose_mode.change(lambda mode: gr.update(visible=mode == gen.POSE_PHOTO), pose_mode, photo_group)
+            pose_mode.change(photo_preview, [pose_mode, pose_photo], pose_shown)
+            pose_photo.change(photo_preview, [pose_mode, pose_photo], pose_shown)
         for widget in (pose_name, pose_file, pose_row):
             widget.change(pose_preview, [pose_mode, pose_name, pose_file, pose_row], pose_shown)
 
-        def run(s_mode, s_name, s_image, parsing, s_pose, p_mode, p_name, p_file, p_row, p_photo, n_steps, n_seed,
-                w_1, w_2, progress=gr.Progress()):
+        def run(s_mode, s_name, s_image, parsing, s_pose, p_mode, p_name, p_file, p_row, p_photo, p_retarget,
+                n_steps, n_seed, w_1, w_2, progress=gr.Progress()):
             req = gen.Request(source_mode=s_mode, source_name=s_name, source_image=s_image, parsing_file=parsing,
                               source_pose_file=s_pose, pose_mode=p_mode, pose_name=p_name, pose_file=p_file,
-                              pose_row=p_row, pose_photo=p_photo,
+                              pose_row=p_row, pose_photo=p_photo, retarget=bool(p_retarget),
                               guidance=tuple(float(w) for w in (w_1, w_2) if w is not None),
                               steps=int(n_steps), seed=int(n_seed or 0))
             progress(0, desc="denoising")
@@ -152,7 +169,7 @@ def build_app(pipe: Pipeline, catalog: Optional[Catalog] = None, *, checkpoint: 
             return result.pose, result.sample, result.info
 
         button.click(run, [source_mode, source_name, source_image, parsing_file, source_pose_file, pose_mode, pose_name,
-                           pose_file, pose_row, pose_photo, step_count, seed, w_source, w_fusion],
+                           pose_file, pose_row, pose_photo, retarget, step_count, seed, w_source, w_fusion],
                      [pose_shown, sample, info], concurrency_limit=1)
     return demo
 
