@@ -232,10 +232,13 @@ def test_mediapipe_on_a_real_photo(tmp_path, capsys):
     """The default backend end to end on scikit-image's astronaut (a real photo): nose and shoulders written."""
     from skimage import data
 
-    photo = tmp_path / "astronaut.png"
+    photo, cat = tmp_path / "astronaut.png", tmp_path / "chelsea.png"
     Image.fromarray(data.astronaut()).save(photo)
+    Image.fromarray(data.chelsea()).save(cat)  # a cat: no person, written all-missing
     out, grid = tmp_path / "pose", tmp_path / "preview.png"
-    assert _extract(str(photo), "--out", str(out), "--format", "pcdms", "--preview", str(grid)) == 0
+    assert _extract(str(photo), str(cat), "--out", str(out), "--format", "pcdms", "--preview", str(grid)) == 0
+    assert "no person: 1 file(s)" in capsys.readouterr().out
+    assert kpt.missing_mask(kpt.read_pcdms_keypoints(out / "chelsea.txt")).all()
     kp = kpt.pcdms_to_cfld_frame(kpt.read_pcdms_keypoints(out / "astronaut.txt"))  # 256x176 frame
     nose, neck, r_sh, l_sh = kp[0], kp[1], kp[2], kp[5]
     assert not kpt.missing_mask(np.stack([nose, neck, r_sh, l_sh])).any()
