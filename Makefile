@@ -142,7 +142,7 @@ train-ldm: $(STAMP) $(if $(filter experiments/tiny/%,$(LDM_CONFIG)),data) ## FPD
 	    "e.g. make train-ipf CONFIG=experiments/deepfashion/ipf.yaml ARGS=\"--data.root DIR\"" >&2; exit 2; \
 	  else $(MAKE) train-ipf CONFIG=; fi; }
 	rm -rf $(LDM_OUT)/tiny_fpdm $(LDM_OUT)/samples $(LDM_OUT)/metrics.json $(LDM_OUT)/grid.png
-	$(if $(STORE),test -f $(STORE)/manifest.json || $(PY) -m pgpis.store.cli --config $(LDM_CONFIG) $(if $(filter experiments/tiny/%,$(LDM_CONFIG)),--data.root $(TRAIN_ROOT)) --out $(STORE) $(ARGS))
+	$(if $(STORE),test -f $(STORE)/manifest.json || $(PGPIS) data cache --config $(LDM_CONFIG) $(if $(filter experiments/tiny/%,$(LDM_CONFIG)),--data.root $(TRAIN_ROOT)) --out $(STORE) $(ARGS))
 	$(PGPIS) fit --config $(LDM_CONFIG) $(if $(filter experiments/tiny/%,$(LDM_CONFIG)),--data.root $(TRAIN_ROOT)) $(if $(STORE),--store $(STORE)) $(ARGS)
 	@$(PY) -c 'import sys; from pgpis.callbacks.metrics import main; sys.exit(main(sys.argv[1:]))' $(LDM_OUT)/metrics.json
 endif

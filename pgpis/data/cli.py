@@ -53,6 +53,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Tool]]:
     v.add_argument("--min-cell-height", type=int, default=DEFAULT_MIN_CELL_HEIGHT,
                    help="upscale the cells (nearest neighbour, integer factor) to at least this many pixels tall; "
                         "0 keeps --size (default %(default)s)")
+    sub.add_parser("cache", help="write a feature store of an experiment's frozen encoders (docs/feature-store.md)")
     parsers = {"synth": s, "check": c, "preview": v}
     if preparable:
         r = sub.add_parser("prepare", help="one-off preparation of a dataset copy (e.g. estimate missing keypoints)")
@@ -79,6 +80,10 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["cache"]:  # pgpis.store's own parser: it hands the experiment's config keys to LightningCLI
+        from pgpis.store.cli import main as cache_main
+
+        return cache_main(argv[1:])
     parser, tools = _parser()
     args = parser.parse_args(argv)
     if args.tool in tools:

@@ -33,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="stored precision: one of fp32|fp16|bf16 for every part, or per part, e.g. dino=bf16,latents=fp32")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers that decode the images")
-    p.add_argument("--device", default=None, help="default: cuda:<LOCAL_RANK> when a GPU is there, else cpu")
+    p.add_argument("--device", default=None,
+                   help="default: cuda:<LOCAL_RANK or SLURM_LOCALID> when a GPU is there, else cpu")
     p.add_argument("--dry-run", action="store_true", help="print the sizes and stop")
     return p
 
@@ -61,7 +62,8 @@ def _device(given: Optional[str]) -> str:
 
     if given:
         return given
-    return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+    local = os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))  # torchrun / srun
+    return f"cuda:{int(local)}" if torch.cuda.is_available() else "cpu"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
