@@ -226,6 +226,9 @@ def test_bad_command_lines_are_named(tmp_path, capsys):
     assert ".csv" in capsys.readouterr().err
     assert _extract(str(img), "--out", str(tmp_path / "o"), "--format", "pcdms", "--estimator", "no_such.Estimator") == 1
     assert "no_such" in capsys.readouterr().err
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.jpg")  # a.png and a.jpg: both a.txt
+    assert _extract(str(tmp_path), "--out", str(tmp_path / "o"), "--format", "pcdms") == 1
+    assert "would write the same output 'a'" in capsys.readouterr().err
 
 
 def test_mediapipe_on_a_real_photo(tmp_path, capsys):

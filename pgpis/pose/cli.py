@@ -93,11 +93,12 @@ def discover(inputs: Sequence[str]) -> list[Source]:
         else:
             problems.append(Problem(str(path), "no such file or folder", "check the path"))
     seen: dict[PurePosixPath, Path] = {}
-    for s in found:
-        if s.rel in seen:
-            problems.append(Problem(str(s.path), f"has the same output name '{s.rel}' as {seen[s.rel]}",
-                                    "extract the two inputs to different --out locations"))
-        seen.setdefault(s.rel, s.path)
+    for s in found:  # a.jpg and a.png would both write a.txt (pcdms) / the video key a (npz)
+        key = s.rel.with_suffix("")
+        if key in seen:
+            problems.append(Problem(str(s.path), f"would write the same output '{key}' as {seen[key]}",
+                                    "rename one of them, or extract the two to different --out locations"))
+        seen.setdefault(key, s.path)
     if problems:
         raise DataFormatError(problems)
     return found
