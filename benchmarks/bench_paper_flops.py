@@ -12,12 +12,14 @@ benchmark takes seconds on a CPU.
   part runs: FPDM's SD VAE encode of the target, DINOv2-L on the source, the IPF model (CLIP ViT-L/14 on
   source and target pose + Combiner); TruePose's VAE encodes of source and target and its frozen CLIP on
   the source and on CAA's region crops.
-* **Training step, from the store**: the same call with the stored frozen modules answering with a tensor
-  of their output's shape, which is what the feature store (``pgpis data cache``, docs/feature-store.md)
-  hands the denoiser; the trainable parts (pose encoders, projections, UNets, SourceNet, HPFA/CAA) still
-  run forward and backward. ``store_ratio`` counts the parts that store holds (FPDM: latents, DINOv2
-  tokens, fusion embedding = every frozen part; TruePose: the latents, its frozen CLIP still online);
-  ``store_all_frozen_ratio`` stores every frozen part (TruePose: also CLIP's global and region embeddings).
+* **Training step, from the store**: the same call on the batch the feature store serves (``pgpis data
+  cache``, docs/feature-store.md: the ``stored/...`` keys, so the denoiser takes its real store path and
+  skips the networks whose outputs the batch carries); the trainable parts (pose encoders, projections,
+  UNets, SourceNet, HPFA/CAA) still run forward and backward. ``store_ratio`` counts the parts that store
+  holds (FPDM: latents, DINOv2 tokens, fusion embedding = every frozen part; TruePose: the latents, its
+  frozen CLIP still online); ``store_all_frozen_ratio`` stores every frozen part (TruePose: also CLIP's
+  global and region embeddings, which no store holds yet: the frozen CLIP answers with a tensor of its
+  output's shape instead).
 * **Ratios** to the bare UNet step: FPDM, the SD-2.1 UNet's forward + backward on the same shapes
   (64x44 latent, 1297 cross-attention tokens, the class embedding) with nothing else; TruePose, defined as
   its two SD-1.5 UNets' forward + backward (TargetNet and SourceNet as plain diffusers UNets on one
@@ -60,6 +62,7 @@ from torch import Tensor, nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from _paper_models import meta_paper_model  # noqa: E402
+from pgpis.diffusion.denoiser import STORED_PREFIX  # noqa: E402
 from pgpis.diffusion.sampler import per_sample_generators, per_sample_noise  # noqa: E402
 
 META = torch.device("meta")
@@ -170,10 +173,10 @@ def fpdm(h: int, w: int, dino: int) -> dict[str, Any]:
         "source_projection": fwd_bwd(den.source_projection, tokens),
         "fusion_mlp": fwd_bwd(den.fusion_adapter, embedding.float()),
     }
-    store(model.first_stage, latents, "encode")
-    store(den.source_encoder, tokens)
-    store(den.fusion_encoder, embedding)
-    from_store = flops(step)
+    # the batch a feature store serves (pgpis.store: STORED_PREFIX keys); the denoiser skips what it carries
+    stored_batch = {**batch, STORED_PREFIX + "latents/target": latents, STORED_PREFIX + "dino": tokens,
+                    STORED_PREFIX + "fusion": embedding}
+    from_store = flops(lambda: model.diffusion_loss(stored_batch, keep=keep).backward())
     trainable["unet_fwd_bwd_with_input_grads"] = from_store - sum(trainable.values())
     return {
         "tflop": {**{k: v / T for k, v in frozen.items()}, **{k: v / T for k, v in trainable.items()},
@@ -256,10 +259,15 @@ def truepose(h: int, w: int, regions: int, recompute: bool) -> dict[str, Any]:
     bare_unets = 2 * fwd_bwd(plain, torch.empty_like(latents), torch.zeros(1, dtype=torch.long, device=META),
                              encoder_hidden_states=one_token)
     trainable = {"pose_encoder": fwd_bwd(den.pose_encoder, batch["target_pose"])}
-    store(model.first_stage, latents, "encode")  # both encodes: the target in the loss, the source for SourceNet
-    latents_stored = flops(step)                  # what `pgpis data cache` stores for TruePose: the latents part
-    store(den.clip, clip_global)                  # the global token and (through it) every region crop
-    from_store = flops(step)
+    # what `pgpis data cache` stores for TruePose, served as a store serves it: both latents
+    stored_batch = {**batch, STORED_PREFIX + "latents/target": latents, STORED_PREFIX + "latents/source": latents}
+
+    def stored_step() -> None:
+        model.diffusion_loss(stored_batch, keep=keep).backward()
+
+    latents_stored = flops(stored_step)
+    store(den.clip, clip_global)  # not a store part: the global token and (through it) every region crop
+    from_store = flops(stored_step)
     trainable["target_net_source_net_hpfa_caa_fwd_bwd"] = from_store - sum(trainable.values())
     out = {
         "tflop": {**{k: v / T for k, v in frozen.items()}, **{k: v / T for k, v in trainable.items()},
