@@ -45,6 +45,11 @@ def dist_env() -> tuple[int, int]:
     return 0, 1
 
 
+def run_id() -> str | None:
+    """The launcher's job id (torchrun, SLURM), so shares of different cache jobs are never merged."""
+    return os.environ.get("TORCHELASTIC_RUN_ID") or os.environ.get("SLURM_JOB_ID")
+
+
 def human(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
@@ -133,6 +138,9 @@ def write_store(model: torch.nn.Module, datamodule: Any, out: str | Path, parts:
     if rank is None or world is None:
         rank, world = dist_env()
     out, device = Path(out), torch.device(device)
+    # a store being (re)written is no store: training refuses it until the last rank writes the new manifest
+    (out / "manifest.json").unlink(missing_ok=True)
+    (out / ".ranks" / f"rank-{rank}.json").unlink(missing_ok=True)
     datamodule.setup("fit")
     dataset = datamodule.dataset("train")
     check_enumerable(dataset, parts)
@@ -188,7 +196,7 @@ def write_store(model: torch.nn.Module, datamodule: Any, out: str | Path, parts:
                       "weights_file": f"weights/{name}.safetensors" if spec.save_weights else None,
                       "shards": shards[name], "rounding": rounding.get(name)}
                for name, spec in parts.items()}
-    share = {"rank": rank, "world": world, "parts": records, "data": data_record(datamodule, dataset)}
+    share = {"rank": rank, "world": world, "run": run_id(), "parts": records, "data": data_record(datamodule, dataset)}
     ranks = out / ".ranks"
     ranks.mkdir(parents=True, exist_ok=True)
     tmp = ranks / f".rank-{rank}.json.tmp"
@@ -204,6 +212,8 @@ def merge(out: Path, world: int) -> Manifest | None:
         return None
     shares = [json.loads(f.read_text()) for f in files]
     first = shares[0]
+    if len({s.get("run") for s in shares}) > 1:  # a share left by an earlier job: its rank has not re-run yet
+        return None
     parts: dict[str, PartRecord] = {}
     for name, rec in first["parts"].items():
         merged = dict(rec)
