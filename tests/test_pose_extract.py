@@ -252,3 +252,23 @@ def test_mediapipe_on_a_real_photo(tmp_path, capsys):
     assert json.loads((out / "pose-extract.json").read_text())["estimator"].startswith("mediapipe")
     with Image.open(grid) as im:
         assert im.size[0] >= 2 * 256 and im.size[1] >= 256
+
+
+def test_phoenix_frame_folders_round_trip(tmp_path, capsys):
+    """Phoenix's frame folders -> one npz per video keyed '<split>/<video>': `pgpis data check` reads them as the
+    dataset's keypoints, and the Phoenix DataModule renders them."""
+    root = tmp_path / "phoenix"
+    assert pgpis_main(["data", "synth", "--dataset", "phoenix", "--out", str(root), "--signers", "1",
+                       "--videos", "train=2,dev=1,test=1", "--frames", "3-4", "--keypoint-format", "npz"]) == 0
+    shutil.rmtree(root / "keypoints")
+    assert _extract(str(root / "features" / "fullFrame-210x260px"), "--out", str(root / "keypoints"),
+                    "--format", "npz", "--estimator", "pose_stand_ins.Standing") == 0
+    assert "4 written" in capsys.readouterr().out
+    assert pgpis_main(["data", "check", "--dataset", "phoenix", "--root", str(root)]) == 0
+    assert "0 frames without detection" in capsys.readouterr().out
+    from pgpis.data.phoenix import PhoenixDataModule
+
+    dm = PhoenixDataModule(str(root), image_size=(64, 52), num_workers=0, train_pairs=4)
+    dm.setup("fit")
+    sample = dm.dataset("test")[0]
+    assert (sample["target_pose"] > -1).any()  # the stand-in's body is drawn
