@@ -300,3 +300,14 @@ def test_every_part_loads_from_local_folders(tmp_path):
         out = d(torch.randn(B, 4, IMAGE // 2, IMAGE // 2), torch.tensor([1, 2, 3, 4]), d.encode_conditions(batch),
                 keep_all(True))
     assert out.shape == (B, 4, IMAGE // 2, IMAGE // 2)
+
+
+def test_dinov2_input_not_a_multiple_of_the_patch_is_covered_by_whole_patches():
+    """The paper preset feeds DINOv2 512x512 (patch 14 -> 36x36 patches over 504 px); a side that is not a
+    multiple of the patch must build and give 1 + (h // p) * (w // p) tokens, as transformers does."""
+    from pgpis.models.fpdm import FrozenDinoV2Tokens
+
+    enc = FrozenDinoV2Tokens(size=(66, 60))
+    patch = enc.model.config.patch_size
+    tokens = enc(torch.zeros(2, 3, 64, 64))
+    assert tokens.shape[:2] == (2, 1 + (66 // patch) * (60 // patch))

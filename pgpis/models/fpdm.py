@@ -64,7 +64,9 @@ class FrozenDinoV2Tokens(nn.Module):
     """Source image [-1, 1] -> DINOv2 last-layer tokens [B, 1 + patches, hidden] (frozen, eval, no grad).
 
     `preset` / `name_or_path` as in :func:`pgpis.models.encoders.build_dinov2`;
-    `size` is the encoder input (h, w) (paper: 512x512 -> 1297 tokens).
+    `size` is the encoder input (h, w) (paper: 512x512 -> 1297 tokens). A side that is not a multiple of
+    the patch size is fine, as in transformers (the paper preset uses 512x512): the stride-14 patch convolution covers
+    ``side // 14`` patches and ignores the last ``side % 14`` pixels (512 -> 36 patches over 504 pixels).
     """
 
     def __init__(self, preset: str | None = "tiny", name_or_path: str | None = None,
@@ -73,11 +75,7 @@ class FrozenDinoV2Tokens(nn.Module):
         from pgpis.models.encoders import build_dinov2, dinov2_preprocess
 
         self.model = build_dinov2(preset=preset, name_or_path=name_or_path).requires_grad_(False).eval()
-        patch = int(self.model.config.patch_size)
         self.size = (int(size[0]), int(size[1]))
-        if self.size[0] % patch or self.size[1] % patch:
-            raise ValueError(f"DINOv2 input size {self.size} (h x w) must be divisible by its patch size {patch}; "
-                             f"the paper uses 512x512 with patch 14 -> choose a multiple of {patch}")
         self.preprocess = dinov2_preprocess(self.size)
         self.hidden_size = int(self.model.config.hidden_size)
         self.eval()
