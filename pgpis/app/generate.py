@@ -43,8 +43,9 @@ class PhotoPose:
     """
 
     def __init__(self, name: str = "mediapipe", options: Optional[dict] = None, estimator: Any = None):
-        self.name, self._options, self._estimator = name, dict(options or {}), estimator
-        self._lock = threading.Lock()
+        self._options, self._estimator = dict(options or {}), estimator
+        self.name = str(getattr(estimator, "name", name)) if estimator is not None else name
+        self._lock = threading.RLock()  # one estimate at a time: backends (MediaPipe graphs) are not thread-safe
 
     @property
     def estimator(self) -> Any:
@@ -61,7 +62,8 @@ class PhotoPose:
         from pgpis.inference.estimated_poses import body_from_photo
 
         try:
-            return body_from_photo(image, self.estimator, what="uploaded photo")
+            with self._lock:  # the page's preview and Generate run on Gradio's worker threads
+                return body_from_photo(image, self.estimator, what="uploaded photo")
         except DataFormatError as err:
             raise ValueError(err.problems[0].what + ": " + err.problems[0].fix) from None
 
