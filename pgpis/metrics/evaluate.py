@@ -254,22 +254,16 @@ def evaluate_pairs(
 def _score_quality(pairs: Sequence[EvalPair], protocol: Protocol, quality: object, metrics: dict,
                    unavailable: dict[str, str], log: Log | None) -> None:
     """IQA / IAA of the generated and ground-truth images when requested (pgpis.metrics.quality.requested / env)."""
-    from pgpis.metrics.quality.scoring import QualityResult, score_quality
+    from pgpis.metrics.quality.scoring import score_quality_or_reason
     from pgpis.metrics.quality.settings import QAlignSettings, ambient
-    from pgpis.metrics.quality.worker import QualityWorkerError
 
     settings = quality
     if isinstance(quality, str) and quality in ("ambient", AUTO):
         settings = ambient() if quality == "ambient" else QAlignSettings.from_env()
     if settings is None:
         return
-    try:
-        q = score_quality([p.generated for p in pairs], [p.target_path for p in pairs], settings,
-                          prepare=lambda path: load_resized(path, protocol.size), log=log)
-    except QualityWorkerError as err:
-        if log:
-            log(f"IQA / IAA unavailable: {err}")
-        q = QualityResult.not_available(f"the Q-Align worker failed: {err}")
+    q = score_quality_or_reason([p.generated for p in pairs], [p.target_path for p in pairs], settings,
+                                prepare=lambda path: load_resized(path, protocol.size), log=log)
     metrics.update(q.metrics)
     unavailable.update(q.unavailable)
     metrics["quality_backend"] = q.backend

@@ -9,7 +9,7 @@ Every image — generated or real — is first brought to the report size by res
   image; the reference is the target's prepared keypoints (``keypoints/<stem>.json``) carried into the
   report size by the same fit. Scored for the generated images and for the real targets (the estimator's
   ceiling on this data);
-* IQA / IAA (:func:`pgpis.metrics.quality.score_quality`, Q-Align in its own environment) for both sets.
+* IQA / IAA (:func:`pgpis.metrics.quality.scoring.score_quality_or_reason`, Q-Align in its own environment) for both sets.
 
 Nothing is made up: a metric that cannot be computed (no LPIPS weights, no estimator, no Q-Align
 environment, targets without keypoints) is ``None`` with its reason in ``unavailable``. The ground-truth
@@ -251,11 +251,12 @@ def evaluate_wpose(
 
 
 def _quality(pairs: Sequence[EvalPair], quality: Any, size: tuple[int, int], pad_rgb, log: Log | None):
-    from pgpis.metrics.quality import ambient, score_quality
+    from pgpis.metrics.quality import ambient
+    from pgpis.metrics.quality.scoring import score_quality_or_reason
 
     settings = ambient() if isinstance(quality, str) and quality == AUTO else quality
-    return score_quality([p.generated for p in pairs], [p.target_path for p in pairs], settings,
-                         prepare=lambda path: fit_array(_load(path), size, pad_rgb), log=log)
+    return score_quality_or_reason([p.generated for p in pairs], [p.target_path for p in pairs], settings,
+                                   prepare=lambda path: fit_array(_load(path), size, pad_rgb), log=log)
 
 
 def write_copy_source(index: WPoseIndex, out_dir: str | os.PathLike, size: tuple[int, int],

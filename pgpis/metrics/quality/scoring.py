@@ -153,3 +153,18 @@ def quality_table(rows: Mapping[str, tuple[Mapping, Mapping[str, str]]], backend
     if backend:
         lines.append(f"IQA / IAA: Q-Align scores (1-5), mean over images; scored by {backend}.")
     return "\n".join(lines)
+
+
+def score_quality_or_reason(generated: Sequence[str | Path], ground_truth: Sequence[str | Path],
+                            settings: QAlignSettings | str | None, *, prepare: Callable[[Path], np.ndarray] | None = None,
+                            log: Log | None = None) -> QualityResult:
+    """:func:`score_quality`, with a broken worker (crash, protocol error, timeout) turned into the reason the
+    IQA / IAA metrics are unavailable, so one failed scorer never costs the rest of an evaluation."""
+    from pgpis.metrics.quality.worker import QualityWorkerError
+
+    try:
+        return score_quality(generated, ground_truth, settings, prepare=prepare, log=log)
+    except QualityWorkerError as err:
+        if log:
+            log(f"IQA / IAA unavailable: {err}")
+        return QualityResult.not_available(f"the Q-Align worker failed: {err}")
