@@ -31,10 +31,8 @@ benchmark takes seconds on a CPU.
   every step). Both run for real at one step and are extrapolated to the paper's steps (every step costs the same).
 
 Model FLOPs exclude gradient checkpointing's recomputation (the TruePose YAML turns it on; the
-``--recompute`` line counts it as the hardware does). Two departures from the YAML, both printed: DINOv2's
-input is 504x504 instead of 512x512 (``FrozenDinoV2Tokens`` refuses a size that is not a multiple of the
-patch, 14; transformers' patch convolution gives the same 36x36 = 1296 patches + CLS for 512 as for 504),
-and TruePose's CAA crops ``--regions`` parsing classes per source (default 10: hair, face, upper clothes,
+``--recompute`` line counts it as the hardware does). DINOv2 reads the YAML's 512x512 (the stride-14 patch
+convolution gives 36x36 = 1296 patches + CLS, as at 504). One departure from the YAML, printed: TruePose's CAA crops ``--regions`` parsing classes per source (default 10: hair, face, upper clothes,
 pants, 2 arms, 2 legs, 2 shoes of a typical DeepFashion LIP map).
 
 ``--json`` prints one JSON object, nested by model: ``{"fpdm": {"online_ratio": ..., "store_ratio": ...,
@@ -314,7 +312,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     ap.add_argument("--size", type=int, nargs=2, default=(512, 352), metavar=("H", "W"), help="image size (paper)")
-    ap.add_argument("--dino", type=int, default=504, help="DINOv2 input side (512 in the paper -> 36x36 patches)")
+    ap.add_argument("--dino", type=int, default=512, help="DINOv2 input side (512 in the paper -> 36x36 patches)")
     ap.add_argument("--regions", type=int, default=10, help="TruePose CAA region crops per source")
     ap.add_argument("--recompute", action="store_true", help="also count TruePose with gradient checkpointing")
     args = ap.parse_args(argv)
