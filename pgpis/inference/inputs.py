@@ -16,6 +16,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 import torch
 
+from pgpis.diffusion.denoiser import STORED_PREFIX
+
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -74,22 +76,30 @@ class MissingInputError(ValueError):
 
 
 class _ReadRecorder(dict):
-    """A batch that notes every key read from it (``[]``, ``get``, ``in``)."""
+    """A batch that notes every key read from it (``[]``, ``get``, ``in``).
+
+    Feature-store keys (``stored/...``, :data:`pgpis.diffusion.denoiser.STORED_PREFIX`) are not noted: they
+    replace frozen encoders in training only, and inference always encodes online.
+    """
 
     def __init__(self, data: Mapping[str, Any]):
         super().__init__(data)
         self.read: list[str] = []
 
+    def _note(self, key) -> None:
+        if not (isinstance(key, str) and key.startswith(STORED_PREFIX)):
+            self.read.append(key)
+
     def __getitem__(self, key):
-        self.read.append(key)
+        self._note(key)
         return super().__getitem__(key)
 
     def get(self, key, default=None):
-        self.read.append(key)
+        self._note(key)
         return super().get(key, default)
 
     def __contains__(self, key) -> bool:
-        self.read.append(key)
+        self._note(key)
         return super().__contains__(key)
 
 
