@@ -7,6 +7,7 @@ step runs.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from pgpis.store.errors import StoreError
@@ -39,7 +40,7 @@ class StoreCLIMixin:
             raise StoreError(f"--store {store}: the model's denoiser "
                              f"({getattr(denoiser, 'class_path', 'none')}) does not take a store; use FPDM stage 2 "
                              "(pgpis.models.fpdm.FPDMDenoiser) or TruePose (pgpis.models.truepose.SiameseDenoiser)")
-        init.store = str(store)
+        init.store = str(Path(store).resolve())  # absolute: the checkpoint's config names it for sampling later
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()  # type: ignore[misc]
