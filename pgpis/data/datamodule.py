@@ -148,6 +148,25 @@ class TrainLoader(StatefulDataLoader):
         super().load_state_dict(state)
 
 
+def pair_sample(source_name: str, target_name: str, identity: str, index: int, source: dict, target: dict, *,
+                parsing: bool, encoder_inputs) -> dict:
+    """One pair's batch dict from the two images' views (``image``, ``keypoints``, ``pose``, ``parsing``, and
+    per frozen encoder ``<enc>`` / ``<enc>_pose``): the keys every pair dataset gives, so a model trained on
+    one dataset runs on another (DeepFashion, WPose)."""
+    sample: dict = {"source_name": source_name, "target_name": target_name, "identity": identity, "pair_index": index}
+    for role, views in (("source", source), ("target", target)):
+        sample[role] = views["image"]
+        sample[f"{role}_keypoints"] = views["keypoints"]
+        sample[f"{role}_pose"] = views["pose"]
+        if parsing:
+            sample[f"{role}_parsing"] = views["parsing"]
+    for enc in encoder_inputs:
+        sample[f"{enc}_source"] = source[enc]
+        sample[f"{enc}_target"] = target[enc]
+        sample[f"{enc}_target_pose"] = target[f"{enc}_pose"]
+    return sample
+
+
 class PairDataModule(LightningDataModule):
     """Base of the DeepFashion and Phoenix DataModules: the loaders, built the same way for both.
 

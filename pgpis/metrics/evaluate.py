@@ -14,7 +14,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Mapping, Sequence
+from typing import Callable, Collection, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -84,20 +84,33 @@ class EvaluationResult:
         """One row in the papers' layout (FPDM Table 1 plus the Gaussian SSIM column)."""
         cols = [("FID", "fid", 3), ("FID_test", "fid_test", 3), ("LPIPS", "lpips", 4), ("SSIM", "ssim", 4),
                 ("SSIM (gaussian)", "ssim_gaussian", 4), ("PSNR", "psnr", 3)]
-        head = "| Method | " + " | ".join(c for c, _, _ in cols) + " |"
-        rule = "|---|" + "---:|" * len(cols)
-        cells = [f"{self.metrics[k]:.{d}f}" if self.metrics.get(k) is not None else "n/a" for _, k, d in cols]
-        lines = [head, rule, f"| {method} | " + " | ".join(cells) + " |", "",
-                 f"Protocol `{self.protocol.name}`: {self.protocol.description} {self.n_pairs} pairs."]
-        by_reason: dict[str, list[str]] = {}
-        for k, why in self.unavailable.items():
-            by_reason.setdefault(why, []).append(k)
-        lines += [f"- n/a {', '.join(ks)}: {why}" for why, ks in by_reason.items()]
+        lines = metrics_table({method: self}, cols)
         if "pose_accuracy" in self.details:  # samples / copy-source / ground truth (pgpis.metrics.pose_eval)
             from pgpis.metrics.pose_eval import pose_accuracy_table
 
             lines += ["", pose_accuracy_table(self.details["pose_accuracy"])]
         return "\n".join(lines)
+
+
+def metrics_table(results: Mapping[str, EvaluationResult], cols: Sequence[tuple[str, str, int]],
+                  reasons_for: Collection[str] | None = None) -> list[str]:
+    """Markdown lines of a paper-style table: one row per method in `results` (``cols``: header, metric key,
+    digits; ``n/a`` where a value is missing), the first result's protocol line, then one ``n/a`` line per
+    reason (for the keys in `reasons_for`, all when None), so a missing number always says why."""
+    first = next(iter(results.values()))
+
+    def cell(r: EvaluationResult, key: str, digits: int) -> str:
+        return f"{r.metrics[key]:.{digits}f}" if r.metrics.get(key) is not None else "n/a"
+
+    lines = ["| Method | " + " | ".join(c for c, _, _ in cols) + " |", "|---|" + "---:|" * len(cols)]
+    lines += [f"| {name} | " + " | ".join(cell(r, k, d) for _, k, d in cols) + " |" for name, r in results.items()]
+    lines += ["", f"Protocol `{first.protocol.name}`: {first.protocol.description} {first.n_pairs} pairs."]
+    by_reason: dict[str, list[str]] = {}
+    for name, r in results.items():
+        for k, why in r.unavailable.items():
+            if reasons_for is None or k in reasons_for:
+                by_reason.setdefault(why, []).append(k if len(results) == 1 else f"{k} ({name})")
+    return lines + [f"- n/a {', '.join(ks)}: {why}" for why, ks in by_reason.items()]
 
 
 # --------------------------------------------------------------------------- backbones

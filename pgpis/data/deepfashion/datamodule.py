@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from pgpis.data import keypoints as kpt
 from pgpis.data import parsing as prs
-from pgpis.data.datamodule import PairDataModule
+from pgpis.data.datamodule import PairDataModule, pair_sample
 from pgpis.data.deepfashion.layout import DeepFashionIndex, identity_of, read_deepfashion_index
 from pgpis.data.images import ImageCheck, Size, load_rgb, resize_image, to_tensor
 
@@ -128,18 +128,8 @@ class DeepFashionDataset(Dataset):
                        pose=to_tensor(kpt.render_pose(kp_px, self.image_size, kpt.OPENPOSE_18)),
                        **{f"{enc}_pose": self._render(jittered, enc_size) for enc, enc_size in self.encoder_inputs.items()})
 
-        sample: dict = {"source_name": src_name, "target_name": tgt_name, "identity": identity_of(src_name), "pair_index": i}
-        for role, views in (("source", src), ("target", tgt)):
-            sample[role] = views["image"]
-            sample[f"{role}_keypoints"] = views["keypoints"]
-            sample[f"{role}_pose"] = views["pose"]
-            if self.parsing:
-                sample[f"{role}_parsing"] = views["parsing"]
-        for enc in self.encoder_inputs:
-            sample[f"{enc}_source"] = src[enc]
-            sample[f"{enc}_target"] = tgt[enc]
-            sample[f"{enc}_target_pose"] = tgt[f"{enc}_pose"]
-        return sample
+        return pair_sample(src_name, tgt_name, identity_of(src_name), i, src, tgt, parsing=self.parsing,
+                           encoder_inputs=self.encoder_inputs)
 
 
 class DeepFashionImages(Dataset):

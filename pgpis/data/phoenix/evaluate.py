@@ -25,7 +25,7 @@ import torch
 from pgpis.data import keypoints as kpt
 from pgpis.data.phoenix.layout import FRAME_SIZE, PhoenixIndex, PhoenixVideo, keypoints_with_missing, read_phoenix_index
 from pgpis.errors import DataFormatError, Problem
-from pgpis.metrics.evaluate import EvaluationResult, evaluate_pairs
+from pgpis.metrics.evaluate import EvaluationResult, evaluate_pairs, metrics_table
 from pgpis.metrics.hand_estimators import NoHandEstimator, resolve_hand_estimator
 from pgpis.metrics.hands import NO_ESTIMATOR, HandKeypointEstimator, HandPE, HandSSIM
 from pgpis.metrics.images import load_resized, stack01
@@ -157,20 +157,7 @@ class PhoenixEvaluationResult(EvaluationResult):
         """FPDM's Phoenix table (SSIM, Hand SSIM, Hand PE, FID) plus the extra columns; `rows` adds e.g. a baseline."""
         cols = [("SSIM", "ssim", 4), ("SSIM (gaussian)", "ssim_gaussian", 4), ("Hand SSIM", "hand_ssim", 4),
                 ("Hand PE", "hand_pe", 2), ("FID", "fid", 3), ("FID_test", "fid_test", 3), ("PSNR", "psnr", 3)]
-        results = {method: self, **(rows or {})}
-
-        def cell(r: EvaluationResult, key: str, digits: int) -> str:
-            return f"{r.metrics[key]:.{digits}f}" if r.metrics.get(key) is not None else "n/a"
-
-        lines = ["| Method | " + " | ".join(c for c, _, _ in cols) + " |", "|---|" + "---:|" * len(cols)]
-        lines += [f"| {name} | " + " | ".join(cell(r, k, d) for _, k, d in cols) + " |" for name, r in results.items()]
-        lines += ["", f"Protocol `{self.protocol.name}`: {self.protocol.description} {self.n_pairs} pairs."]
-        by_reason: dict[str, list[str]] = {}
-        for name, r in results.items():
-            for k, why in r.unavailable.items():
-                if k in PHOENIX_METRICS:
-                    by_reason.setdefault(why, []).append(k if len(results) == 1 else f"{k} ({name})")
-        lines += [f"- n/a {', '.join(ks)}: {why}" for why, ks in by_reason.items()]
+        lines = metrics_table({method: self, **(rows or {})}, cols, PHOENIX_METRICS)
         hpe = self.details.get("hand_pe", {})
         if hpe.get("estimator"):
             lines.append(f"Hand PE: hand keypoints by `{hpe['estimator']}` on generated and real frames; "

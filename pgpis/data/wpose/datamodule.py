@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from pgpis.data import keypoints as kpt
-from pgpis.data.datamodule import PairDataModule
+from pgpis.data.datamodule import PairDataModule, pair_sample
 from pgpis.data.images import ImageCheck, load_rgb, to_tensor
 from pgpis.data.wpose.fit import PAD_RGB, Fit, fit_image, fit_labels
 from pgpis.data.wpose.layout import WPoseIndex, read_wpose_index, stem
@@ -65,18 +65,8 @@ class WPoseDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         src_name, tgt_name = self.pairs[i]
         src, tgt = self._views(src_name), self._views(tgt_name)
-        sample: dict = {"source_name": src_name, "target_name": tgt_name, "identity": stem(src_name), "pair_index": i}
-        for role, views in (("source", src), ("target", tgt)):
-            sample[role] = views["image"]
-            sample[f"{role}_keypoints"] = views["keypoints"]
-            sample[f"{role}_pose"] = views["pose"]
-            if self.parsing:
-                sample[f"{role}_parsing"] = views["parsing"]
-        for enc in self.encoder_inputs:
-            sample[f"{enc}_source"] = src[enc]
-            sample[f"{enc}_target"] = tgt[enc]
-            sample[f"{enc}_target_pose"] = tgt[f"{enc}_pose"]
-        return sample
+        return pair_sample(src_name, tgt_name, stem(src_name), i, src, tgt, parsing=self.parsing,
+                           encoder_inputs=self.encoder_inputs)
 
 
 class WPoseDataModule(PairDataModule):

@@ -33,7 +33,7 @@ from pgpis.data.wpose.fit import PAD_RGB, Fit, fit_array
 from pgpis.data.wpose.layout import WPoseIndex, read_wpose_index
 from pgpis.data.wpose.protocols import DEFAULT_PROTOCOL, WPOSE_METRICS
 from pgpis.errors import DataFormatError, MissingWeightsError, Problem
-from pgpis.metrics.evaluate import EvaluationResult, WeightPaths
+from pgpis.metrics.evaluate import EvaluationResult, WeightPaths, metrics_table
 from pgpis.metrics.images import stack01
 from pgpis.metrics.pairs import EvalPair, copy_source, match_generated, missing_error
 from pgpis.metrics.protocols import Protocol, get_protocol
@@ -65,21 +65,7 @@ class WPoseEvaluationResult(EvaluationResult):
         cols = [("LPIPS", "lpips", 4), ("SSIM", "ssim", 4), ("SSIM (gaussian)", "ssim_gaussian", 4), ("PSNR", "psnr", 3),
                 ("PCK@0.05", "pck@0.05", 3), ("PCK@0.1", "pck@0.1", 3), ("pose error (px)", "pose_error_px", 2),
                 ("IQA", "iqa", 3), ("IAA", "iaa", 3)]
-        results = {method: self, **(rows or {})}
-
-        def cell(r: EvaluationResult, key: str, digits: int) -> str:
-            return f"{r.metrics[key]:.{digits}f}" if r.metrics.get(key) is not None else "n/a"
-
-        lines = ["| Method | " + " | ".join(c for c, _, _ in cols) + " |", "|---|" + "---:|" * len(cols)]
-        lines += [f"| {name} | " + " | ".join(cell(r, k, d) for _, k, d in cols) + " |" for name, r in results.items()]
-        lines += ["", f"Protocol `{self.protocol.name}`: {self.protocol.description} {self.n_pairs} pairs."]
-        by_reason: dict[str, list[str]] = {}
-        for name, r in results.items():
-            for k, why in r.unavailable.items():
-                if k in WPOSE_METRICS:
-                    by_reason.setdefault(why, []).append(k if len(results) == 1 else f"{k} ({name})")
-        lines += [f"- n/a {', '.join(ks)}: {why}" for why, ks in by_reason.items()]
-        return "\n".join(lines)
+        return "\n".join(metrics_table({method: self, **(rows or {})}, cols, WPOSE_METRICS))
 
 
 def _result(protocol: Protocol, n: int, metrics: dict, unavailable: dict, details: dict, **files) -> WPoseEvaluationResult:
