@@ -12,8 +12,7 @@ The main entry points are re-exported lazily so that importing one submodule
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pgpis.lazy_exports import lazy_getattr
 
 _EXPORTS = {
     "evaluate_folder": "evaluate", "evaluate_pairs": "evaluate",
@@ -27,8 +26,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

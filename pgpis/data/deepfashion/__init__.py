@@ -7,8 +7,7 @@ hooks (:mod:`pgpis.data.registry`) cost nothing until a command runs.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pgpis.lazy_exports import lazy_getattr
 
 _EXPORTS = {
     # datamodule
@@ -30,8 +29,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -7,8 +7,7 @@ the submodules), so YAML class paths and checkpoints that say
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pgpis.lazy_exports import lazy_getattr
 
 _EXPORTS = {
     # datamodule (and the layout API it has always re-exported)
@@ -29,8 +28,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -15,8 +15,7 @@ and public classes below are resolved lazily from their submodules.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pgpis.lazy_exports import lazy_getattr
 
 _EXPORTS = {
     # hooks of pgpis.data.registry
@@ -33,8 +32,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
