@@ -50,6 +50,8 @@ def test_the_store_removes_exactly_the_stored_frozen_parts(budget, model):
 def test_fpdm_frozen_parts_and_truepose_two_vae_encodes(budget):
     assert set(budget["fpdm"]["frozen"]) == {"vae_encode_target", "dinov2_source", "ipf_clip_source_pose"}
     assert budget["fpdm"]["stored"] == budget["fpdm"]["frozen"]  # the feature store holds all three
+    assert budget["truepose"]["stored"] == budget["truepose"]["frozen"]  # latents and the frozen CLIP's outputs
+    assert budget["truepose"]["store_ratio"] < budget["truepose"]["store_latents_only_ratio"]
     tp = budget["truepose"]["tflop"]
     assert tp["vae_encode_source"] == tp["vae_encode_target"] > 0
     assert budget["truepose"]["branches"] == 2 and budget["fpdm"]["branches"] == 3

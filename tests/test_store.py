@@ -1,8 +1,8 @@
 """The feature store (pgpis.store): `pgpis data cache` writes it, `pgpis fit --store` trains from it.
 
 Exactness on the CPU in fp32: a training step's loss and gradients from the store equal the online step's
-(TruePose, whose only stored part is the lossless first stage's latents: bitwise; FPDM, whose DINOv2 tokens
-and fusion embeddings were computed in other batches: within 1e-6), with the same trainable weights and
+(TruePose's latents alone, the lossless first stage's: bitwise; FPDM's DINOv2 tokens and fusion embeddings
+and TruePose's CLIP embeddings, computed in other batches: within 1e-6), with the same trainable weights and
 the same batch. The store's frozen networks are not built in training.
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _step(cli, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
 def _same_weights(online, stored) -> None:
     missing, unexpected = stored.model.load_state_dict(online.model.state_dict(), strict=False)
     assert not missing, missing
-    frozen = ("denoiser.source_encoder.", "denoiser.fusion_encoder.")
+    frozen = ("denoiser.source_encoder.", "denoiser.fusion_encoder.", "denoiser.clip.")
     assert all(k.startswith(frozen) for k in unexpected), unexpected
 
 
@@ -156,11 +156,11 @@ def test_a_store_that_does_not_match_refuses_to_train_and_names_what_differs(fpd
     assert "is not a feature store" in " ".join(capsys.readouterr().err.split())
 
 
-def test_truepose_step_from_the_store_is_bitwise_the_online_step(tmp_path, synthetic_root):
+def test_truepose_step_from_stored_latents_is_bitwise_the_online_step(tmp_path, synthetic_root):
     from pgpis.store.cli_hook import build_run
 
     args = _args("truepose.yaml", _overlay(tmp_path, synthetic_root, None, flip_prob=0.5))
-    assert _cache(args, tmp_path / "store") == 0
+    assert _cache(args, tmp_path / "store", "--parts", "latents") == 0
     assert set(read_manifest(tmp_path / "store").parts) == {"latents"}
     online, stored = build_run(args), build_run([*args, "--store", str(tmp_path / "store")])
     _same_weights(online, stored)
@@ -175,6 +175,48 @@ def test_truepose_step_from_the_store_is_bitwise_the_online_step(tmp_path, synth
     print(f"TruePose: loss online {loss_a.item():.9f} store {loss_b.item():.9f}; {len(grads_a)} gradient tensors")
     assert torch.equal(loss_a, loss_b)
     assert grads_a.keys() == grads_b.keys() and all(torch.equal(grads_a[k], grads_b[k]) for k in grads_a)
+
+
+def test_truepose_from_the_whole_store_never_builds_clip_and_matches_the_online_step(tmp_path, synthetic_root):
+    from pgpis.store.cli_hook import build_run
+    from pgpis.store.lazy import LazyFrozen
+
+    args = _args("truepose.yaml", _overlay(tmp_path, synthetic_root, None, flip_prob=0.5))
+    assert _cache(args, tmp_path / "trainable", "--parts", "latents,clip") != 0  # the tiny preset trains its CLIP
+    frozen = tmp_path / "frozen_clip.yaml"
+    frozen.write_text(yaml.safe_dump({"model": {"init_args": {"denoiser": {"init_args": {
+        "clip_encoder": {"backend": "clip", "preset": "tiny-32", "trainable": False}}}}}}))
+    args += ["--config", str(frozen)]
+    assert _cache(args, tmp_path / "store") == 0
+    manifest = read_manifest(tmp_path / "store")
+    assert set(manifest.parts) == {"latents", "clip"}
+    with pytest.raises(Exception, match="CLIP is trainable"):  # a store of a frozen CLIP, a run that trains it
+        build_run([*args[:-2], "--store", str(tmp_path / "store")])
+    online, stored = build_run(args), build_run([*args, "--store", str(tmp_path / "store")])
+    regions = online.model.denoiser.label_set.num_classes
+    assert manifest.parts["clip"].shape == [1 + regions, online.model.denoiser.clip.embed_dim]
+    den = stored.model.denoiser
+    assert isinstance(den.clip, LazyFrozen)
+    _same_weights(online, stored)
+    b_online = next(iter(online.datamodule.train_dataloader()))
+    b_stored = next(iter(stored.datamodule.train_dataloader()))
+    assert b_stored["stored/clip"].shape == (b_online["source"].shape[0], 1 + regions, den.image_proj.in_features)
+    loss_a, grads_a = _step(online, b_online)
+    loss_b, grads_b = _step(stored, b_stored)
+    assert not den.clip.built  # training never built CLIP
+    worst = max(float((grads_a[k] - grads_b[k]).abs().max()) for k in grads_a)
+    print(f"TruePose (latents + clip): loss online {loss_a.item():.9f} store {loss_b.item():.9f} |diff| "
+          f"{abs(loss_a - loss_b).item():.3g}; max |grad diff| {worst:.3g} over {len(grads_a)} tensors")
+    assert grads_a.keys() == grads_b.keys()
+    assert abs(loss_a - loss_b).item() <= 1e-6 and worst <= 1e-6
+
+    # sampling stays online: the first batch without stored tensors builds CLIP from the store's weights
+    den.eval()
+    with torch.no_grad():
+        cond = den.encode_conditions({k: v for k, v in b_online.items() if not k.startswith("stored/")})
+    assert den.clip.built
+    ref = online.model.denoiser.eval().encode_conditions(b_online)
+    assert torch.allclose(cond["clip_tokens"], ref["clip_tokens"], atol=1e-6)
 
 
 def test_an_augmentation_that_cannot_be_enumerated_is_refused_by_name(tmp_path, synthetic_root, fusion_export, capsys):

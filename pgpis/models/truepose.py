@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 from typing import Any, Literal, Mapping, Optional, Sequence
 
 import torch
@@ -63,6 +64,8 @@ from pgpis.models.frozen_cache import FrozenOutputCache
 from pgpis.models.pose_encoder import PoseEncoder, PoseResidualInjection, widths_for_factor
 from pgpis.models.regions import crop_regions, region_boxes
 from pgpis.models.unets import build_unet, first_block_width
+from pgpis.store.lazy import LazyFrozen, stored_parts
+from pgpis.store.manifest import files_digest
 
 #: Animate Anyone's PoseGuider widths: four conv stages for SD's x8 VAE
 POSE_GUIDER_WIDTHS: tuple[int, ...] = (16, 32, 64, 128)
@@ -142,8 +145,9 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
             embeddings), keyed by the source image and parsing content (0: off; :mod:`pgpis.models.frozen_cache`).
         *_key: batch keys read by :meth:`encode_conditions`.
         store: a feature store written by ``pgpis data cache`` (``--store``); its ``latents`` replace the VAE
-            encode of the source (and the core's of the target) in training. Nothing here is left unbuilt: CLIP
-            is not a stored part yet, and the first stage belongs to the core (it decodes samples).
+            encode of the source (and the core's of the target) in training, its ``clip`` the frozen CLIP's
+            global and CAA region embeddings: CLIP is then not built in training, and sampling builds it on
+            first use (:mod:`pgpis.store.lazy`). The first stage belongs to the core (it decodes samples).
     """
 
     condition_groups = ("source",)
@@ -178,7 +182,7 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         store: Optional[str] = None,
     ):
         super().__init__()
-        self.store = store  # a feature store (pgpis data cache): stored latents replace the source's VAE encode
+        self.store = store  # a feature store (pgpis data cache): stored latents / CLIP outputs are read, not computed
         if fusion not in ("hpfa", "reference"):
             raise ValueError(f"SiameseDenoiser: fusion must be 'hpfa' or 'reference', got {fusion!r}")
         if source_features not in ("sourcenet", "clip"):
@@ -212,10 +216,21 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
             self.source_net.requires_grad_(bool(train_source_net))
 
         clip_spec = {"trainable": False, **dict(clip_encoder or {"preset": "tiny"})}
-        self.clip = build_image_encoder(clip_spec, key="model.init_args.denoiser.init_args.clip_encoder")
         self.clip_trainable = bool(clip_spec["trainable"])
+        self._clip_identity = {"clip_encoder": json.loads(json.dumps(clip_spec)), "source_key": source_key,
+                               "parsing_key": parsing_key, "caa": bool(caa), "label_set": label_set,
+                               "caa_exclude": list(caa_exclude)}
+        stored = stored_parts(store)
+        build_clip = lambda: build_image_encoder(clip_spec, key="model.init_args.denoiser.init_args.clip_encoder")  # noqa: E731
+        if "clip" in stored and source_features == "sourcenet" and not self.clip_trainable:
+            # never built in training (the store holds its outputs); sampling builds it on first use
+            self.clip: Any = LazyFrozen(build_clip, store, "clip")
+            clip_dim = int(stored["clip"][-1])
+        else:
+            self.clip = build_clip()
+            clip_dim = int(self.clip.embed_dim)
         cross_dim = int(self.target_net.config.cross_attention_dim)
-        self.image_proj = nn.Linear(self.clip.embed_dim, cross_dim) if self.clip.embed_dim != cross_dim else nn.Identity()
+        self.image_proj = nn.Linear(clip_dim, cross_dim) if clip_dim != cross_dim else nn.Identity()
 
         widths = pose_block_out_channels or widths_for_factor(self.downsample_factor, POSE_GUIDER_WIDTHS)
         self.pose_encoder = PoseEncoder(first_block_width(self.target_net), self.downsample_factor, widths)
@@ -233,7 +248,7 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         processors: dict[str, nn.Module] = {}
         for name in self.layers:
             attn = self.target_net.get_submodule(name)
-            caa_module = RegionCrossAttention(attn.to_q.out_features, self.clip.embed_dim, attn.heads) if caa else None
+            caa_module = RegionCrossAttention(attn.to_q.out_features, clip_dim, attn.heads) if caa else None
             processors[name] = (HPFAAttnProcessor(name, attn, caa_module) if fusion == "hpfa"
                                 else ReferenceAttnProcessor(name, caa_module))
         set_processors(self.target_net, processors)
@@ -302,11 +317,25 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         """CLIP embeddings of the bounding-box crop of every allowed class present: [B, R, D] and present [B, R]."""
         b, r = source.shape[0], self.label_set.num_classes
         boxes, present = region_boxes(parsing, r, self.caa_allowed)
-        emb = source.new_zeros(b, r, self.clip.embed_dim, dtype=torch.float32)
-        crops = crop_regions(source.float(), boxes, present, self.clip.input_size)
+        clip = self.clip.materialize(source.device) if isinstance(self.clip, LazyFrozen) else self.clip
+        emb = source.new_zeros(b, r, clip.embed_dim, dtype=torch.float32)
+        crops = crop_regions(source.float(), boxes, present, clip.input_size)
         if crops.shape[0]:
-            emb = emb.index_put((*torch.nonzero(present, as_tuple=True),), self.clip(crops).float())
+            emb = emb.index_put((*torch.nonzero(present, as_tuple=True),), clip(crops).float())
         return emb, present
+
+    def stored_clip(self, source: Tensor, parsing: Tensor) -> Tensor:
+        """What the store's ``clip`` part holds per source view: [B, 1 + R, D], the global embedding, then
+        (with CAA) every class's region embedding (zeros where the class is absent)."""
+        rows = [self.clip(source).float()[:, None]]
+        if self.use_caa:
+            rows.append(self.region_embeddings(source, parsing.long())[0])
+        return torch.cat(rows, 1)
+
+    def store_identity(self) -> dict[str, dict[str, Any]]:
+        """The config the stored CLIP outputs depend on (pgpis.store compares it with the manifest)."""
+        path = self._clip_identity["clip_encoder"].get("name_or_path")
+        return {"clip": {"config": self._clip_identity, "files_digest": files_digest(path) if path else None}}
 
     def _source_tokens(self, source_input: Tensor, clip_tokens: Tensor, latent_size: tuple[int, int],
                        source_residual: Optional[Tensor] = None) -> dict[str, Tensor]:
@@ -406,9 +435,15 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
                              "image size (the DataModule resizes them with nearest)")
         # sampling encodes once per sample already; training revisits samples every epoch (frozen CLIP only)
         memo = self.training and not self.clip_trainable
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.clip_trainable):
-            clip_global = self.clip_cache(self.clip, source, use=memo).float()
-            region = self.region_cache(self.region_embeddings, source, parsing, use=memo) if self.use_caa else None
+        stored_clip = stored_tensor(batch, "clip")  # a feature store's (pgpis.store), else the frozen CLIP
+        if stored_clip is not None:
+            clip_global = stored_clip[:, 0].float()
+            region = ((stored_clip[:, 1:].float(), region_boxes(parsing, self.label_set.num_classes,
+                                                                self.caa_allowed)[1]) if self.use_caa else None)
+        else:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.clip_trainable):
+                clip_global = self.clip_cache(self.clip, source, use=memo).float()
+                region = self.region_cache(self.region_embeddings, source, parsing, use=memo) if self.use_caa else None
         clip_tokens = self.image_proj(clip_global)[:, None]
         raw: dict[str, Tensor] = {"target_mask": self.target_mask(parsing, keypoints), "parsing": parsing}
         if region is not None:

@@ -1,6 +1,6 @@
 """`pgpis data cache`: write a feature store for an experiment (docs/feature-store.md).
 
-    pgpis data cache --config EXPERIMENT.yaml [--config MORE.yaml] [--parts latents,dino,fusion]
+    pgpis data cache --config EXPERIMENT.yaml [--config MORE.yaml] [--parts latents,dino,fusion | latents,clip]
                      [--dtype bf16 | --dtype dino=bf16,latents=fp32] --out DIR [--key value ...]
 
 Everything after the known options is handed to the experiment's LightningCLI parser (e.g.
@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="the store folder")
     p.add_argument("--parts", default=None,
                    help="comma-separated parts (default: every frozen part the model has: latents,dino,fusion for FPDM, "
-                        "latents for TruePose)")
+                        "latents,clip for TruePose)")
     p.add_argument("--dtype", default="fp32",
                    help="stored precision: one of fp32|fp16|bf16 for every part, or per part, e.g. dino=bf16,latents=fp32")
     p.add_argument("--batch-size", type=int, default=32)

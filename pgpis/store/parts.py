@@ -3,6 +3,8 @@
 * ``dino`` (FPDM): the frozen DINOv2 tokens of the source view, per (image, flip);
 * ``fusion`` (FPDM): the frozen fusion embedding (IPF export or CLIP) of (source, target pose), per
   (source, target, flip) pair;
+* ``clip`` (TruePose): the frozen CLIP's global embedding of the source view and (with CAA) the embedding of
+  every parsing class's crop, ``[1 + R, D]`` per (image, flip) (the crops follow the view's parsing map);
 * ``latents`` (FPDM, TruePose): ``first_stage.encode`` of every image view, per (image, flip), served as the
   diffusion target's latent (and TruePose's SourceNet input). The first stage itself stays built: it decodes
   samples; in training its encoder no longer runs.
@@ -28,6 +30,7 @@ Unit = Literal["image", "pair"]
 SERVED: dict[str, dict[str, str]] = {
     "dino": {"source": "dino"},
     "fusion": {"pair": "fusion"},
+    "clip": {"source": "clip"},
     "latents": {"source": "latents/source", "target": "latents/target"},
 }
 
@@ -94,9 +97,23 @@ def _fpdm_parts(model: nn.Module) -> dict[str, PartSpec]:
     return parts
 
 
+def _truepose_parts(model: nn.Module) -> dict[str, PartSpec]:
+    den = model.denoiser
+    if den.source_features != "sourcenet" or den.clip_trainable:
+        return {}  # B1 reads CLIP's patch tokens; a trainable CLIP changes every step: neither is storable
+    ident = den.store_identity()["clip"]
+
+    @torch.no_grad()
+    def clip(batch: Mapping[str, Any]) -> Tensor:
+        return den.stored_clip(batch[den.source_key], batch[den.parsing_key])
+
+    return {"clip": PartSpec("clip", "image", clip, den.clip, ident["config"], ident["files_digest"])}
+
+
 def available_parts(model: nn.Module) -> dict[str, PartSpec]:
     """Every part this LightningModule's frozen networks can store (latents first: both methods have them)."""
     from pgpis.models.fpdm import FPDMDenoiser
+    from pgpis.models.truepose import SiameseDenoiser
 
     if not hasattr(model, "first_stage") or not hasattr(model, "denoiser"):
         raise StoreError(f"{type(model).__name__} is not a latent-diffusion stage (no first_stage/denoiser): the "
@@ -107,6 +124,8 @@ def available_parts(model: nn.Module) -> dict[str, PartSpec]:
     parts = {"latents": _latents(model)} if not getattr(model.first_stage, "sample_posterior", False) else {}
     if isinstance(den, FPDMDenoiser):
         parts.update(_fpdm_parts(model))
+    elif isinstance(den, SiameseDenoiser):
+        parts.update(_truepose_parts(model))
     return parts
 
 
@@ -120,7 +139,9 @@ def select_parts(model: nn.Module, names: list[str] | None) -> dict[str, PartSpe
     unknown = [n for n in names if n not in parts]
     if unknown:
         raise StoreError(f"--parts {','.join(unknown)}: not a frozen part of {type(model.denoiser).__name__}; "
-                         f"this model can store {','.join(parts) or 'nothing'} (TruePose's CLIP is not storable yet)")
+                         f"this model can store {','.join(parts) or 'nothing'}. TruePose's CLIP is storable when frozen "
+                         "(model.init_args.denoiser.init_args.clip_encoder.trainable: false) and "
+                         "source_features: sourcenet")
     return {n: parts[n] for n in names}
 
 

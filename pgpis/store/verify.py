@@ -18,7 +18,7 @@ from pgpis.store.parts import enumerate_keys, first_stage_identity, flip_views
 
 #: parts each denoiser reads from a batch
 READERS: dict[str, tuple[str, ...]] = {"FPDMDenoiser": ("latents", "dino", "fusion"),
-                                       "SiameseDenoiser": ("latents",)}
+                                       "SiameseDenoiser": ("latents", "clip")}
 
 
 def config_diff(stored: Any, current: Any, prefix: str) -> list[str]:
@@ -37,7 +37,8 @@ def _module_identity(model: nn.Module, part: str) -> tuple[dict[str, Any], str |
         return first_stage_identity(model.first_stage), None, model.first_stage
     den = model.denoiser
     ident = den.store_identity()[part]
-    module = den.source_encoder if part == "dino" else den.fusion_encoder
+    module = {"dino": getattr(den, "source_encoder", None), "fusion": getattr(den, "fusion_encoder", None),
+              "clip": getattr(den, "clip", None)}[part]
     if isinstance(module, LazyFrozen):
         module = module.module
     return ident["config"], ident["files_digest"], module
@@ -54,6 +55,10 @@ def verify_model(manifest: Manifest, model: nn.Module) -> list[str]:
             continue
         if part == "fusion" and model.denoiser.fusion_encoder is None:
             out.append("the store holds 'fusion' but this model has fusion: none")
+            continue
+        if part == "clip" and (model.denoiser.clip_trainable or model.denoiser.source_features != "sourcenet"):
+            out.append("the store holds 'clip' but this model's CLIP is trainable or feeds TargetNet its patch "
+                       "tokens (source_features: clip): its outputs change with training / are not what was stored")
             continue
         config, files, module = _module_identity(model, part)
         out += [f"config of {part} differs at {d}" for d in config_diff(rec.config, config, part)]
