@@ -124,9 +124,9 @@ def apply(model: nn.Module, opts: set[str]) -> None:
             module = getattr(model.denoiser, attr, None)
             if isinstance(module, nn.Module) and not any(p.requires_grad for p in module.parameters()):
                 module.to(torch.bfloat16)
-    if "compile" in opts:
+    if "compile" in opts:  # in place (nn.Module.compile): submodule names stay, HPFA/CAA look layers up by name
         for owner, name in unets(model):
-            setattr(owner, name, torch.compile(getattr(owner, name)))
+            getattr(owner, name).compile()
 
 
 def micro_batch(opts: set[str], default: int) -> int:
