@@ -326,8 +326,9 @@ def test_evaluate_without_an_environment_reports_why(synthetic_root, offline_met
     assert code == 0 and res["metrics"]["ssim"] is not None
     assert all(res["metrics"][k] is None for k in QUALITY_METRICS) and res["quality_backend"] is None
     assert "--qalign-python" in res["unavailable"]["iqa_ground_truth"]
-    assert "- n/a iqa, iaa, iqa_ground_truth, iaa_ground_truth: Q-Align needs its own Python environment" in \
-        capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "- n/a iqa, iaa, iqa_ground_truth, iaa_ground_truth: Q-Align needs its own Python environment" in out
+    assert out.count("Q-Align needs its own Python environment") == 1  # under the IQA table, not the main one too
 
 
 def test_a_crashed_worker_is_the_reason_and_the_other_metrics_stay(synthetic_root, tmp_path, monkeypatch):

@@ -84,7 +84,8 @@ class EvaluationResult:
         """One row in the papers' layout (FPDM Table 1 plus the Gaussian SSIM column)."""
         cols = [("FID", "fid", 3), ("FID_test", "fid_test", 3), ("LPIPS", "lpips", 4), ("SSIM", "ssim", 4),
                 ("SSIM (gaussian)", "ssim_gaussian", 4), ("PSNR", "psnr", 3)]
-        lines = metrics_table({method: self}, cols)
+        # the IQA / IAA reasons go under their own table (pgpis.metrics.quality.cli.quality_lines), not twice
+        lines = metrics_table({method: self}, cols, [k for k in self.unavailable if k not in self.quality_keys()])
         if "pose_accuracy" in self.details:  # samples / copy-source / ground truth (pgpis.metrics.pose_eval)
             from pgpis.metrics.pose_eval import pose_accuracy_table
 
