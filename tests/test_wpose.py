@@ -251,6 +251,8 @@ def test_protocols_are_listed(capsys):
     assert main(["evaluate", "--list-protocols"]) == 0
     out = capsys.readouterr().out
     assert "`wpose-512x352`" in out and "`wpose-256x176`" in out
+    wpose = [line for line in out.splitlines() if "h x w), resize to fit" in line]
+    assert len(wpose) == 2 and all("no FID" in line and "FID network" not in line for line in wpose)
 
 
 def test_evaluate_copy_source_on_synthetic_wpose(tmp_path, wpose_root):

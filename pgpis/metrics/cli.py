@@ -68,7 +68,8 @@ def list_protocols() -> str:
         lines.append(f"- `{name}`: {p.description}\n  report size {h}x{w} (h x w), {p.resize}; SSIM window {p.ssim_win_size}; "
                      f"Gaussian SSIM sigma {p.ssim_gaussian_sigma}, data range "
                      f"{'generated max-min' if p.ssim_gaussian_data_range is None else p.ssim_gaussian_data_range}; "
-                     f"LPIPS {p.lpips_net}; FID network {p.fid_extractor}, real sets {', '.join(p.fid_real_sets)}")
+                     f"LPIPS {p.lpips_net}; " + (f"FID network {p.fid_extractor}, real sets {', '.join(p.fid_real_sets)}"
+                                                 if p.fid_real_sets else "no FID"))
     return "\n".join(lines)
 
 
