@@ -128,6 +128,48 @@ def test_fit_from_the_store_builds_no_frozen_network_and_sampling_builds_the_sto
     assert state_digest(den.source_encoder.module) == read_manifest(fpdm["store"]).parts["dino"].weights_digest
 
 
+def test_a_checkpoint_trained_from_a_store_samples_without_it_and_resumes_with_it(fpdm, tmp_path):
+    import shutil
+
+    from pgpis.inference.checkpoint import module_from_checkpoint
+    from pgpis.store.checkpoint import FROZEN_FROM_STORE
+    from pgpis.store.cli_hook import build_run
+    from pgpis.store.manifest import state_digest
+
+    store = tmp_path / "store"
+    shutil.copytree(fpdm["store"], store)
+    run = build_run([*fpdm["args"], "--store", str(store), "--trainer.default_root_dir", str(tmp_path / "run")])
+    run.trainer.fit(run.model, datamodule=run.datamodule)
+    ckpt = tmp_path / "store_run.ckpt"
+    run.trainer.save_checkpoint(ckpt)  # what ModelCheckpoint writes (the same dump and hooks)
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert saved[FROZEN_FROM_STORE] == {"denoiser.source_encoder.": "dino", "denoiser.fusion_encoder.": "fusion"}
+    assert any(k.startswith("denoiser.source_encoder.") for k in saved["state_dict"])
+    assert not run.model.denoiser.source_encoder.built  # written from the store's weights file, never built
+
+    # resuming the store run reads the frozen parts from the store again (the embedded keys are not loaded)
+    again = build_run([*fpdm["args"], "--store", str(store), "--trainer.default_root_dir", str(tmp_path / "run2"),
+                       "--trainer.max_steps", "2"])
+    again.trainer.fit(again.model, datamodule=again.datamodule, ckpt_path=str(ckpt))
+    assert again.trainer.global_step == 2 and not again.model.denoiser.source_encoder.built
+
+    # a stranger with the checkpoint and no store: the online model, every weight from the file
+    shutil.rmtree(store)
+    module, config, _, _ = module_from_checkpoint(ckpt)
+    assert config["denoiser"]["init_args"]["store"] is None
+    manifest = read_manifest(fpdm["store"])
+    assert state_digest(module.denoiser.source_encoder) == manifest.parts["dino"].weights_digest
+    assert state_digest(module.denoiser.fusion_encoder) == manifest.parts["fusion"].weights_digest
+    batch = next(iter(run.datamodule.val_dataloader()))
+    assert module.generate(batch).shape == batch["target"].shape
+
+    # an older checkpoint without the embedded weights names the store it needs
+    del saved[FROZEN_FROM_STORE]
+    torch.save(saved, tmp_path / "old.ckpt")
+    with pytest.raises(FileNotFoundError, match="feature store the checkpoint was trained from"):
+        module_from_checkpoint(tmp_path / "old.ckpt")
+
+
 def test_a_store_that_does_not_match_refuses_to_train_and_names_what_differs(fpdm, synthetic_root, fusion_export,
                                                                              tmp_path, capsys):
     import shutil

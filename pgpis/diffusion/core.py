@@ -208,6 +208,18 @@ class LatentDiffusion(pl.LightningModule):
     def on_train_start(self) -> None:
         self.first_stage.eval()
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A run from a feature store writes the frozen weights it never built, so the file stands alone."""
+        from pgpis.store.checkpoint import embed_frozen
+
+        embed_frozen(self, checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Resuming from a store: the frozen weights are read from it, not loaded into (absent) submodules."""
+        from pgpis.store.checkpoint import strip_frozen
+
+        strip_frozen(self, checkpoint)
+
 
 def move_batch(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
     """Tensors of a batch dict to `device` (callbacks build batches outside the Trainer's loop)."""

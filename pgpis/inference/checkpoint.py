@@ -43,6 +43,28 @@ def _fusion_path(config: dict[str, Any]) -> Optional[str]:
     return None
 
 
+def _unstore(config: dict[str, Any], ckpt: dict[str, Any], path: Path) -> None:
+    """Sample online from a checkpoint trained from a feature store (``--store``).
+
+    The store only replaced frozen encoders in training. When the checkpoint carries their weights
+    (:mod:`pgpis.store.checkpoint`), the online model is built and loads them, whether the store exists
+    here or not. An older checkpoint without them needs its store's ``weights/``, and says so.
+    """
+    from pgpis.store.checkpoint import FROZEN_FROM_STORE
+
+    args = config["denoiser"].get("init_args") or {}
+    store = args.get("store")
+    if not store:
+        return
+    if FROZEN_FROM_STORE in ckpt:
+        args["store"] = None
+    elif not (Path(store) / "manifest.json").is_file():
+        raise MissingWeightsError(
+            "feature store the checkpoint was trained from (it holds the frozen encoders' weights)", store,
+            "copy that store's manifest.json and weights/ folder to this path (checkpoints of this pgpis "
+            "version carry those weights themselves)")
+
+
 def module_from_checkpoint(path: Union[str, Path], fusion_model: Union[str, Path, None] = None, *,
                            trust_checkpoint: bool = False
                            ) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any], bool]:
@@ -68,6 +90,7 @@ def module_from_checkpoint(path: Union[str, Path], fusion_model: Union[str, Path
                                       f"give a checkpoint of {' or '.join(SUPPORTED)} (IPF checkpoints condition "
                                       "FPDM through their export, they do not generate images)",
                                       item="hyper_parameters._class_path"))
+    _unstore(config, ckpt, path)
     if fusion_model is not None:
         config["denoiser"].setdefault("init_args", {})["fusion_model"] = str(fusion_model)
     stored = _fusion_path(config)

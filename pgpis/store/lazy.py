@@ -49,6 +49,28 @@ class LazyFrozen:
     def __call__(self, *inputs: Tensor) -> Tensor:
         return self.materialize(inputs[0].device)(*inputs)
 
+    def state_dict(self) -> dict[str, Tensor]:
+        """The frozen weights (the built module's, else the store's weights file, read without building it)."""
+        if self.module is not None:
+            return {k: v.detach().cpu() for k, v in self.module.state_dict().items()}
+        from safetensors.torch import load_file
+
+        record = read_manifest(self.store).parts[self.part]
+        if not record.weights_file:
+            raise StoreMismatchError(self.store, [f"{self.part} has no weights file in the store"])
+        return load_file(str(Path(self.store) / record.weights_file))
+
+
+def lazy_frozen(model: nn.Module) -> dict[str, LazyFrozen]:
+    """State-dict prefix -> :class:`LazyFrozen` for every frozen network under `model` that a store replaced
+    (e.g. ``denoiser.source_encoder.``)."""
+    out: dict[str, LazyFrozen] = {}
+    for name, sub in model.named_modules():
+        for attr, value in vars(sub).items():
+            if isinstance(value, LazyFrozen):
+                out[f"{name}.{attr}." if name else f"{attr}."] = value
+    return out
+
 
 def stored_parts(store: str | Path | None) -> dict[str, list[int]]:
     """Part name -> per-key shape for the parts `store` holds ({} without a store)."""
