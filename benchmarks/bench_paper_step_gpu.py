@@ -20,6 +20,8 @@ peak (``--peak-tflops``; known for H100/H200 SXM 989, A100 312).
 
     python benchmarks/bench_paper_step_gpu.py --json $OUT/steps.json            # on a GPU (one short run)
     python benchmarks/bench_paper_step_gpu.py --tiny --device cpu --steps 1     # wiring check (tests)
+    python benchmarks/bench_paper_step_gpu.py --device cpu --unet-preset cpu-small --size 128 88 --steps 1
+                                                      # the paper's frozen networks and store parts, on a CPU
 
 Without CUDA (and without ``--device cpu``) it says so and exits 0, so ``make bench`` can list it.
 """
@@ -41,10 +43,11 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from _paper_models import build_paper_model, read_yaml  # noqa: E402
+from _paper_models import build_paper_model, read_yaml, weightless  # noqa: E402
 from bench_truepose_cache import person_batch  # noqa: E402
 from pgpis.diffusion.core import move_batch  # noqa: E402
 from pgpis.diffusion.denoiser import STORED_PREFIX  # noqa: E402
+from pgpis.models.encoders import EncoderPreprocess  # noqa: E402
 from pgpis.optim import adamw  # noqa: E402
 from pgpis.store.parts import SERVED, available_parts  # noqa: E402
 
@@ -67,10 +70,10 @@ class NotBuilt:
         raise RuntimeError(f"the frozen network of '{self.part}' ran although the batch carries it")
 
 
-def pixel_batch(config: str, batch: int) -> dict[str, torch.Tensor]:
-    """A person-like batch at the YAML's image size, with every encoder view its DataModule would add."""
+def pixel_batch(config: str, batch: int, size: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+    """A person-like batch at the YAML's image size (or `size`), with every encoder view its DataModule adds."""
     data = read_yaml(config)["data"]["init_args"]
-    h, w = data["image_size"]
+    h, w = size or data["image_size"]
     out = person_batch(batch, h, w)
     out["target"] = out["source"].flip(-1)
     out["source_pose"] = out["target_pose"].flip(-1)
@@ -124,6 +127,9 @@ def apply(model: nn.Module, opts: set[str]) -> None:
             module = getattr(model.denoiser, attr, None)
             if isinstance(module, nn.Module) and not any(p.requires_grad for p in module.parameters()):
                 module.to(torch.bfloat16)
+                for sub in module.modules():  # resize + normalise stay fp32 (bicubic antialias has no CPU bf16)
+                    if isinstance(sub, EncoderPreprocess):
+                        sub.float()
     if "compile" in opts:  # in place (nn.Module.compile): submodule names stay, HPFA/CAA look layers up by name
         for owner, name in unets(model):
             getattr(owner, name).compile()
@@ -151,10 +157,14 @@ def run_variant(method: str, preset: str, mode: str, variant: str, args: argpars
     opts = set(variant.split("+")) - {"base"}
     b = micro_batch(opts, args.batch)
     torch.manual_seed(0)
-    with torch.device(device):  # no memoised frozen outputs: every step of `online` runs its encoders
-        model = build_paper_model(config, ipf, {"frozen_cache_size": 0})
+    overrides: dict[str, Any] = {"frozen_cache_size": 0}  # no memoised frozen outputs: `online` runs its encoders
+    if args.unet_preset:  # wiring checks on the CPU: the paper's frozen networks around small UNets
+        spec = weightless(read_yaml(config)["model"])["init_args"]["denoiser"]["init_args"].get("unet") or {}
+        overrides["unet"] = {**spec, "preset": args.unet_preset}
+    with torch.device(device):
+        model = build_paper_model(config, ipf, overrides)
     model.to(device).train()
-    batch = move_batch(pixel_batch(config, b), device)
+    batch = move_batch(pixel_batch(config, b, args.size), device)
     if mode == "store":
         batch = stored_batch(model, batch)
         drop_frozen(model, list(available_parts_names(batch)))
@@ -244,6 +254,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first (allocator, kernels, compile)")
     ap.add_argument("--device", default=None, help="cuda (default when available) or cpu (wiring check only)")
     ap.add_argument("--tiny", action="store_true", help="the tiny presets (experiments/tiny) instead of the paper's")
+    ap.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                    help="image size instead of the YAML's (wiring checks; encoder views keep the YAML's sizes)")
+    ap.add_argument("--unet-preset", default=None,
+                    help="replace the UNets by this preset (e.g. cpu-small: the paper's frozen networks on a CPU)")
     ap.add_argument("--peak-tflops", type=float, default=None, help="the device's dense bf16 peak, for MFU")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     args = ap.parse_args(argv)
