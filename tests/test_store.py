@@ -93,6 +93,9 @@ def test_fpdm_step_from_the_store_equals_the_online_step(fpdm):
     b_stored = next(iter(stored.datamodule.train_dataloader()))
     assert b_online["source_name"] == b_stored["source_name"] and b_online["target_name"] == b_stored["target_name"]
     assert {"stored/dino", "stored/fusion", "stored/latents/target"} <= set(b_stored)
+    # the encoder views only DINOv2 and the IPF model read are not even loaded from the store
+    views = {"dino_source", "dino_target", "clip_source", "clip_target", "clip_target_pose"}
+    assert views <= set(b_online) and not views & set(b_stored)
     assert torch.equal(b_stored["stored/latents/target"], online.model.first_stage.encode(b_online["target"]))
 
     loss_a, grads_a = _step(online, b_online)
@@ -293,3 +296,17 @@ def test_cache_shards_over_ranks_and_bf16_is_measured(tmp_path, synthetic_root, 
     print(f"dino tokens bf16 vs fp32: max |diff| {worst:.3g}; rank 0 measured {rounding}")
     scale = max(float(one.get("dino", k).abs().max()) for k in one.keys("dino"))
     assert 0 < worst <= scale * 2 ** -8
+
+
+def test_only_views_that_no_online_network_reads_are_skipped():
+    from pgpis.store.parts import replaced_encoder_views
+
+    class Den:
+        def store_identity(self):
+            return {"dino": {"config": {"source_key": "dino_source"}},
+                    "fusion": {"config": {"fusion_keys": ["clip_source", "clip_target_pose"]}}}
+
+    encoders = {"dino": (32, 32), "clip": (64, 64)}
+    assert replaced_encoder_views(Den(), ["latents", "dino", "fusion"], encoders) == {"dino", "clip"}
+    assert replaced_encoder_views(Den(), ["latents", "dino"], encoders) == {"dino"}  # the IPF model still runs
+    assert replaced_encoder_views(Den(), ["latents"], encoders) == set()

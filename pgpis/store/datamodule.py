@@ -10,14 +10,15 @@ The flip of a sample is taken from the dataset's own view calls (``_views(name, 
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Collection, Optional
 
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import Dataset
 
 from pgpis.store.errors import StoreError, StoreMismatchError
-from pgpis.store.parts import SERVED, image_key, pair_key
+from pgpis.store.parts import SERVED, image_key, pair_key, replaced_encoder_views
 from pgpis.store.reader import StoreReader
 from pgpis.store.verify import verify_data, verify_model
 
@@ -36,10 +37,16 @@ class _ViewRecorder:
 class StoreDataset(Dataset):
     """The training pairs with their stored tensors (see the module docstring)."""
 
-    def __init__(self, dataset: Any, reader: StoreReader):
+    def __init__(self, dataset: Any, reader: StoreReader, skip_views: Collection[str] = ()):
         if not callable(getattr(dataset, "_views", None)):
             raise StoreError(f"{type(dataset).__name__} does not expose its per-image views; training from a store "
                              "supports the DeepFashion pair datasets (pgpis.data.deepfashion)")
+        if skip_views:  # encoder views only the stored networks read: not decoded, resized or rendered
+            dataset = copy.copy(dataset)
+            dataset.encoder_inputs = {k: v for k, v in dataset.encoder_inputs.items() if k not in skip_views}
+            if getattr(dataset, "cache", None) is not None:
+                dataset.cache = {}
+        self.skip_views = tuple(sorted(skip_views))
         self.dataset, self.reader = dataset, reader
         self.recorder = _ViewRecorder(dataset._views)
         dataset._views = self.recorder  # instance attribute over the method: the dataset calls it as before
@@ -75,6 +82,7 @@ class StoreDataModule(LightningDataModule):
         self.data, self.store = data, str(store)
         self.reader = StoreReader(store)
         self._checked = False
+        self._model: Any = None  # the model checked by verify(): which encoder views it still reads
 
     @property
     def hparams(self) -> Any:  # the wrapped DataModule's settings (logged, saved, read by callbacks)
@@ -102,13 +110,18 @@ class StoreDataModule(LightningDataModule):
                             {p: self.reader.keys(p) for p in self.reader.parts})
         if model is not None:
             diffs = verify_model(self.reader.manifest, model) + diffs
-            self._checked = True
+            self._checked, self._model = True, model
         if diffs:
             raise StoreMismatchError(self.store, diffs)
 
     def train_dataloader(self) -> Any:
         self.data.setup("fit")
-        return self.data._loader(StoreDataset(self.data.dataset("train"), self.reader), train=True)
+        dataset = self.data.dataset("train")
+        trainer = getattr(self, "trainer", None)
+        model = trainer.lightning_module if trainer is not None else self._model
+        skip = (replaced_encoder_views(model.denoiser, self.reader.parts, getattr(dataset, "encoder_inputs", {}))
+                if model is not None and hasattr(model, "denoiser") else set())
+        return self.data._loader(StoreDataset(dataset, self.reader, skip), train=True)
 
     def val_dataloader(self) -> Any:
         return self.data.val_dataloader()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Collection, Literal, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -143,6 +143,24 @@ def select_parts(model: nn.Module, names: list[str] | None) -> dict[str, PartSpe
                          "(model.init_args.denoiser.init_args.clip_encoder.trainable: false) and "
                          "source_features: sourcenet")
     return {n: parts[n] for n in names}
+
+
+def part_inputs(part: str, config: Mapping[str, Any]) -> set[str]:
+    """The batch keys a part's frozen network reads (from its identity config, so no network is built)."""
+    if part == "fusion":
+        return set(config.get("fusion_keys") or ())
+    return {config["source_key"]} if "source_key" in config else set()
+
+
+def replaced_encoder_views(denoiser: nn.Module, stored: Collection[str], encoders: Collection[str]) -> set[str]:
+    """The ``encoder_inputs`` views (e.g. ``dino``, ``clip``) no longer read once the `stored` parts are served:
+    every key ``<enc>_*`` the denoiser's frozen networks read belongs to a stored part. Training from the store
+    then skips decoding and resizing them (~3x faster per sample for FPDM's 512x512 + 224x224 views)."""
+    identity = getattr(denoiser, "store_identity", lambda: {})()
+    reads = {part: part_inputs(part, rec["config"]) for part, rec in identity.items()}
+    still_read = set().union(*(keys for part, keys in reads.items() if part not in stored))
+    return {enc for enc in encoders if not any(k.startswith(f"{enc}_") for k in still_read)
+            and any(k.startswith(f"{enc}_") for part in stored for k in reads.get(part, ()))}
 
 
 # ---------------------------------------------------------------------------------------------------- views
