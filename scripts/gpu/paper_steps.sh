@@ -14,6 +14,7 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 bench() { timeout "$1" python3 benchmarks/bench_paper_step_gpu.py "${@:2}" 2>&1 | tee -a "$OUT/steps.log"; }
-bench 200 --methods fpdm --batch 8 --steps 5 --variants base channels_last channels_last+compile --json "$OUT/fpdm.json"
-bench 300 --methods truepose --batch 4 --steps 5 --variants base channels_last+compile channels_last+compile+ckpt+b12 \
-  --json "$OUT/truepose.json"
+# eager first (every method and mode, ~30 s a row), then the compiled store steps (~2 min a row, compile included)
+bench 180 --methods fpdm truepose --modes online store --batch 8 --steps 5 --variants base --json "$OUT/eager.json"
+bench 330 --methods fpdm truepose --modes store --batch 8 --steps 5 --variants channels_last+compile \
+  --json "$OUT/compiled.json"
