@@ -281,10 +281,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
                 print(table(rows[-1:], name, args.peak_tflops).splitlines()[-1], flush=True)
+                if args.json:  # after every row: a run stopped by its time limit keeps what it measured
+                    args.json.parent.mkdir(parents=True, exist_ok=True)
+                    args.json.write_text(json.dumps({"device": name, "peak_tflops": args.peak_tflops, "rows": rows},
+                                                    indent=1))
     print(table(rows, name, args.peak_tflops, "tiny" if args.tiny else "paper"))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"device": name, "peak_tflops": args.peak_tflops, "rows": rows}, indent=1))
     return rows
 
 
