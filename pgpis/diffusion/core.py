@@ -212,7 +212,8 @@ class LatentDiffusion(pl.LightningModule):
         """A run from a feature store writes the frozen weights it never built, so the file stands alone."""
         from pgpis.store.checkpoint import embed_frozen
 
-        embed_frozen(self, checkpoint)
+        if self._trainer is None or self.trainer.is_global_zero:  # DDP: only rank 0 writes the file
+            embed_frozen(self, checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Resuming from a store: the frozen weights are read from it, not loaded into (absent) submodules."""
