@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from pgpis.errors import DataFormatError, PgpisError, Problem
+from pgpis.pose.options import add_estimator_arguments
 from pgpis.safe_load import TRUST_HELP
 
 
@@ -23,11 +24,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--fusion-model", default=None, help="FPDM checkpoints: the IPF export folder if it moved")
     p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
-    p.add_argument("--estimator", default="mediapipe",
-                   help="pose estimator behind 'Pose from a photo': mediapipe (default), rtmlib, a class path "
-                        "package.module.Class, or none to switch the choice off")
-    p.add_argument("--estimator-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="keyword argument for the estimator (repeatable; VALUE read as JSON when it parses)")
+    add_estimator_arguments(p, used_by="'Pose from a photo'", also=", or none to switch the choice off")
     p.add_argument("--max-choices", type=int, default=200, help="at most this many test sources / poses in the lists")
     p.add_argument("--screenshot", default=None, metavar="PNG",
                    help="instead of serving until Ctrl+C: click Generate once in headless Chromium, save the page "
@@ -64,7 +61,7 @@ def build(args: argparse.Namespace):
         print(f"pgpis app: the checkpoint's dataset {stored} is not here; test sources and poses are off "
               "(pass --root DIR to offer them)", file=sys.stderr)
     catalog = load_catalog(root, parsing=pipe.needs_parsing, limit=args.max_choices) if root else None
-    from pgpis.pose.cli import parse_options
+    from pgpis.pose.options import parse_options
 
     estimator = find_pose_estimator(args.estimator, parse_options(args.estimator_option))
     demo = build_app(pipe, catalog, checkpoint=str(Path(args.checkpoint)), estimator=estimator)

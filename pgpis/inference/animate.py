@@ -34,6 +34,7 @@ from pgpis.data import keypoints as kpt
 from pgpis.data.phoenix.layout import FRAME_SIZE
 from pgpis.errors import DataFormatError, Problem
 from pgpis.inference.inputs import MissingInputError
+from pgpis.pose.options import add_estimator_arguments
 from pgpis.safe_load import TRUST_HELP
 
 Size = tuple[int, int]  # (h, w)
@@ -263,10 +264,7 @@ def build_parser():
     p.add_argument("--driving-video", default=None, metavar="CLIP",
                    help="instead of --poses: take the pose sequence from a video of someone moving (.mp4, .gif, ...), "
                         "estimated frame by frame (docs/pose.md)")
-    p.add_argument("--estimator", default="mediapipe",
-                   help="--driving-video: mediapipe (default), rtmlib, or a class path package.module.Class")
-    p.add_argument("--estimator-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="--driving-video: keyword argument for the estimator (repeatable; VALUE read as JSON)")
+    add_estimator_arguments(p, used_by="--driving-video")
     p.add_argument("--retarget", action="store_true",
                    help="--driving-video: rescale the driving bones to the source person's proportions (one scale "
                         "per bone for the whole clip; source keypoints from --source-pose, else estimated on --source)")

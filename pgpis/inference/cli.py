@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 
 from pgpis.errors import DataFormatError, Problem
 from pgpis.inference.inputs import MissingInputError
+from pgpis.pose.options import add_estimator_arguments
 from pgpis.safe_load import TRUST_HELP
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
@@ -69,10 +70,7 @@ def generate_main(argv: Sequence[str]) -> int:
                                        "[[x, y], ...] in the 256x176 frame) or a rendered pose image")
     parser.add_argument("--pose-image", help="target pose taken from another person's photo by a pose estimator "
                                              "(instead of --pose; see docs/pose.md)")
-    parser.add_argument("--estimator", default="mediapipe", help="--pose-image: mediapipe (default), rtmlib, or a "
-                                                                 "class path package.module.Class")
-    parser.add_argument("--estimator-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="--pose-image: keyword argument for the estimator (repeatable; VALUE read as JSON)")
+    add_estimator_arguments(parser, used_by="--pose-image")
     parser.add_argument("--retarget", action="store_true", help="--pose-image: rescale the pose's bones to the "
                         "source person's proportions (neck fixed; source keypoints from --source-pose, else "
                         "estimated on --source)")

@@ -33,6 +33,7 @@ from pgpis.data import keypoints as kpt
 from pgpis.errors import DataFormatError, PgpisError, Problem
 from pgpis.pose import formats as fmt
 from pgpis.pose.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_frames, read_image
+from pgpis.pose.options import add_estimator_arguments, parse_options
 from pgpis.pose.preview import PreviewItem, spread, write_preview
 
 RECORD = "pose-extract.json"
@@ -273,20 +274,6 @@ def coco_to_openpose(wholebody: np.ndarray, threshold: float = kpt.CONFIDENT_SCO
 
 
 # --------------------------------------------------------------------------- command
-def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; a VALUE that parses as JSON (numbers, true, lists) is taken as such, else a string."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ExtractError(f"--estimator-option {pair!r}: write KEY=VALUE, e.g. mode=lightweight")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
-
-
 def load_named_estimator(name: str, options: Sequence[str] = ()) -> Any:
     """The estimator `name` (``mediapipe``, ``rtmlib`` or a class path) built with ``KEY=VALUE`` `options`."""
     from pgpis.pose import load_estimator
@@ -344,10 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", required=True, choices=fmt.FORMATS,
                     help="pcdms: one .txt per image, 256x256 frame (mirrors the input tree); cfld: one annotation CSV "
                          "in the 256x176 frame; npz: Phoenix [T, 133, 3] per video, 210x260 frame")
-    ex.add_argument("--estimator", default="mediapipe",
-                    help="mediapipe (default, offline), rtmlib, or a class path package.module.Class")
-    ex.add_argument("--estimator-option", action="append", default=[], metavar="KEY=VALUE",
-                    help="keyword argument for the estimator (repeatable; VALUE read as JSON when it parses)")
+    add_estimator_arguments(ex)
     ex.add_argument("--preview", default=None, metavar="PNG", help="also write a grid: image | rendered pose")
     ex.add_argument("--preview-rows", type=int, default=PREVIEW_ROWS, help="images in the preview (default 16)")
     ex.add_argument("--overwrite", action="store_true", help="extract everything again (default: keep written files)")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from pgpis.errors import DataFormatError, PgpisError
+from pgpis.pose.options import add_estimator_arguments, parse_options
 
 GROUP = "wpose (--dataset wpose)"
 
@@ -24,10 +25,7 @@ def add_cli_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                        help="wpose: longer side of the synthetic images in px (aspect ratios vary; default %(default)s)")
     elif command == "prepare":
         g = parser.add_argument_group(GROUP)
-        g.add_argument("--estimator", default="mediapipe",
-                       help="wpose: pose estimator: mediapipe (default), rtmlib, or package.module.Class")
-        g.add_argument("--estimator-option", action="append", default=[], metavar="KEY=VALUE",
-                       help="wpose: option passed to the estimator (repeatable; VALUE parsed as YAML)")
+        add_estimator_arguments(g, used_by="wpose")
         g.add_argument("--use-synthetic-keypoints", action="store_true",
                        help="wpose: take the synthetic generator's own keypoints instead of running an estimator "
                             "(only for a `pgpis data synth --dataset wpose` copy)")
@@ -79,25 +77,13 @@ def run_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _estimator_options(items: list[str]) -> dict:
-    import yaml
-
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"pgpis data prepare: --estimator-option '{item}' is not KEY=VALUE")
-        options[key] = yaml.safe_load(value)
-    return options
-
-
 def run_prepare(args: argparse.Namespace) -> int:
     from pgpis.data.wpose.prepare import prepare_keypoints
 
     t0 = time.perf_counter()
     try:
         report = prepare_keypoints(args.root, estimator=None if args.use_synthetic_keypoints else args.estimator,
-                                   estimator_options=_estimator_options(args.estimator_option),
+                                   estimator_options=parse_options(args.estimator_option),
                                    use_synthetic=args.use_synthetic_keypoints, overwrite=args.overwrite,
                                    log=lambda msg: print(f"[pgpis data prepare] {msg}", file=sys.stderr))
     except DataFormatError as err:

@@ -1,0 +1,45 @@
+"""``--estimator`` / ``--estimator-option``: the same two options in every command that runs a pose estimator.
+
+Kept free of numpy and torch so that a command's parser can add them without importing the estimators.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, Sequence
+
+from pgpis.errors import PgpisError
+
+
+class EstimatorOptionError(PgpisError, ValueError):
+    """An ``--estimator-option`` that is not ``KEY=VALUE``."""
+
+
+def add_estimator_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, used_by: str = "",
+                            also: str = "") -> None:
+    """Add ``--estimator`` (default mediapipe) and the repeatable ``--estimator-option KEY=VALUE``.
+
+    `used_by` prefixes both helps (e.g. ``"--pose-image"``: the option that makes the command estimate poses);
+    `also` extends the list of accepted estimator names (e.g. ``", or none to switch the choice off"``).
+    """
+    lead = f"{used_by}: " if used_by else ""
+    parser.add_argument("--estimator", default="mediapipe",
+                        help=f"{lead}pose estimator: mediapipe (default, offline), rtmlib, or a class path "
+                             f"package.module.Class{also} (docs/pose-estimators.md)")
+    parser.add_argument("--estimator-option", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"{lead}keyword argument for the estimator (repeatable; VALUE read as JSON when it "
+                             "parses, else as a string)")
+
+
+def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; a VALUE that parses as JSON (numbers, true, lists) is taken as such, else a string."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise EstimatorOptionError(f"--estimator-option {pair!r}: write KEY=VALUE, e.g. mode=lightweight")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
