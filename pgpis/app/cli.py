@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from pgpis.errors import DataFormatError, PgpisError, Problem
+from pgpis.inference.hub import REVISION_HELP
 from pgpis.pose.options import add_estimator_arguments
 from pgpis.safe_load import TRUST_HELP
 
@@ -16,7 +17,9 @@ def parser() -> argparse.ArgumentParser:
         prog="pgpis app",
         description="Interactive demo: pick or upload a source person, pick or upload a target pose, set guidance, "
                     "steps and seed, and generate. Serves a Gradio page on HOST:PORT (CPU, or CUDA when present).")
-    p.add_argument("--checkpoint", required=True, help="`pgpis fit` checkpoint (.ckpt) or `pgpis export` folder")
+    p.add_argument("--checkpoint", required=True, help="`pgpis fit` checkpoint (.ckpt), `pgpis export` folder or its "
+                                                       "hub id ORG/NAME")
+    p.add_argument("--revision", default=None, help=REVISION_HELP)
     p.add_argument("--root", default=None, help="DeepFashion copy to pick test sources and poses from (default: the "
                                                 "checkpoint's data.root; without one, uploads only)")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
@@ -51,7 +54,7 @@ def build(args: argparse.Namespace):
     from pgpis.inference.pipeline import load_pipeline
 
     pipe = load_pipeline(args.checkpoint, device=args.device, fusion_model=args.fusion_model,
-                         trust_checkpoint=args.trust_checkpoint)
+                         trust_checkpoint=args.trust_checkpoint, revision=args.revision)
     stored = args.root or checkpoint_data_root(args.checkpoint, trust=args.trust_checkpoint)
     root = resolve_root(stored, args.checkpoint)
     if args.root is not None and root is None:

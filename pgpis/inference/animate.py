@@ -33,6 +33,7 @@ from PIL import Image
 from pgpis.data import keypoints as kpt
 from pgpis.data.phoenix.layout import FRAME_SIZE
 from pgpis.errors import DataFormatError, Problem
+from pgpis.inference.hub import REVISION_HELP
 from pgpis.inference.inputs import MissingInputError
 from pgpis.pose.options import add_estimator_arguments
 from pgpis.safe_load import TRUST_HELP
@@ -232,11 +233,14 @@ def _even(img: Image.Image) -> Image.Image:
 
 # --------------------------------------------------------------------------- loading and CLI
 def load_for_animation(path: Union[str, os.PathLike], *, device=None, dtype=None, fusion_model=None,
-                       trust_checkpoint: bool = False):
-    """(Pipeline, the DataModule's settings) -- the settings say how poses were rendered in training."""
+                       trust_checkpoint: bool = False, revision: Optional[str] = None):
+    """(Pipeline, the DataModule's settings) -- the settings say how poses were rendered in training.
+
+    `path` may be a hub id (with `revision`), as for :func:`~pgpis.inference.pipeline.load_pipeline`."""
+    from pgpis.inference.hub import resolve_checkpoint
     from pgpis.inference.pipeline import Pipeline, load_pipeline
 
-    path = Path(path)
+    path = resolve_checkpoint(path, revision)
     if path.is_file():
         from pgpis.inference.checkpoint import module_from_checkpoint
 
@@ -258,7 +262,9 @@ def build_parser():
         prog="pgpis animate",
         description="A clip of the source person following a pose sequence (e.g. a Phoenix14T signer from one frame) "
                     "with a trained FPDM (or TruePose) model; the initial noise is the same for every frame.")
-    p.add_argument("--checkpoint", required=True, help="`pgpis fit` checkpoint (.ckpt) or `pgpis export` folder")
+    p.add_argument("--checkpoint", required=True, help="`pgpis fit` checkpoint (.ckpt), `pgpis export` folder or its "
+                                                       "hub id ORG/NAME")
+    p.add_argument("--revision", default=None, help=REVISION_HELP)
     p.add_argument("--source", required=True, help="source frame (e.g. images0001.png of a Phoenix video)")
     p.add_argument("--poses", default=None, help=".npz/.npy [T, 133|18, 2|3] keypoints, or a Phoenix keypoint file")
     p.add_argument("--driving-video", default=None, metavar="CLIP",
@@ -350,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fps = args.fps
     try:
         pipe, data = load_for_animation(args.checkpoint, device=args.device, fusion_model=args.fusion_model,
-                                        trust_checkpoint=args.trust_checkpoint)
+                                        trust_checkpoint=args.trust_checkpoint, revision=args.revision)
         if args.driving_video is not None:
             seq, pose_frame, fps = _driving_sequence(args, data)
         else:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from pgpis.errors import DataFormatError, Problem
+from pgpis.inference.hub import REVISION_HELP
 from pgpis.inference.inputs import MissingInputError
 from pgpis.pose.options import add_estimator_arguments
 from pgpis.safe_load import TRUST_HELP
@@ -32,12 +33,35 @@ def export_main(argv: Sequence[str]) -> int:
     parser.add_argument("out_dir", help="folder to write (created)")
     parser.add_argument("--fusion-model", default=None, help="FPDM: the IPF export folder, if it moved since training")
     parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
+    add_card_arguments(parser)
+    parser.add_argument("--push-to-hub", default=None, metavar="ORG/NAME",
+                        help="then upload the folder to this Hugging Face model repository (as `pgpis push`)")
+    parser.add_argument("--private", action="store_true", help="--push-to-hub: create the repository private")
     args = parser.parse_args(list(argv))
     from pgpis.inference.export import export
 
-    out = export(args.checkpoint, args.out_dir, fusion_model=args.fusion_model, trust_checkpoint=args.trust_checkpoint)
-    print(f"exported {args.checkpoint} -> {out}")
+    out = export(args.checkpoint, args.out_dir, fusion_model=args.fusion_model, trust_checkpoint=args.trust_checkpoint,
+                 **card_options(args))
+    print(f"exported {args.checkpoint} -> {out} (model card: {out / 'README.md'})")
+    if args.push_to_hub:
+        from pgpis.inference.upload import push_export
+
+        print(f"pushed {out} -> {push_export(out, args.push_to_hub, private=args.private or None)}")
     return 0
+
+
+def add_card_arguments(parser: argparse.ArgumentParser) -> None:
+    """`pgpis export`'s model-card options (what the card reads beyond the export itself)."""
+    parser.add_argument("--metrics", default=None, metavar="FILE", help="the run's metrics.json for the model card "
+                        "(default: metrics.json beside the checkpoint or up to two folders above it)")
+    parser.add_argument("--training-config", default=None, metavar="FILE", help="the run's `pgpis fit` config.yaml "
+                        "for the card (default: config.yaml found as --metrics is)")
+    parser.add_argument("--license", default=None, metavar="ID", help="Hub licence id of the weights (default: the "
+                        "base models' RAIL licence when they carry one, else 'other')")
+
+
+def card_options(args: argparse.Namespace) -> dict:
+    return dict(metrics=args.metrics, training_config=args.training_config, licence=args.license)
 
 
 def _read_pairs(path: Path) -> list[tuple[str, str]]:
@@ -64,7 +88,9 @@ def generate_main(argv: Sequence[str]) -> int:
                     "--source IMG --pose POSE --out OUT.png. Many: --pairs pairs.csv --root DATA --out DIR "
                     "(writes <source stem>_to_<target stem>.png; a re-run after a kill keeps the valid files, "
                     "regenerates truncated ones and generates the rest, the same images as an uninterrupted run).")
-    parser.add_argument("--checkpoint", required=True, help="`pgpis fit` checkpoint (.ckpt) or `pgpis export` folder")
+    parser.add_argument("--checkpoint", required=True, help="`pgpis fit` checkpoint (.ckpt), `pgpis export` folder or "
+                                                            "its hub id ORG/NAME")
+    parser.add_argument("--revision", default=None, help=REVISION_HELP)
     parser.add_argument("--source", help="source person image")
     parser.add_argument("--pose", help="target pose: keypoint file (.txt PCDMs, .csv CFLD annotation[#name], .json "
                                        "[[x, y], ...] in the 256x176 frame) or a rendered pose image")
@@ -119,7 +145,7 @@ def generate_main(argv: Sequence[str]) -> int:
     from pgpis.output_files import write_image
 
     pipe = load_pipeline(args.checkpoint, device=args.device, dtype=_dtype(args.dtype), fusion_model=args.fusion_model,
-                         trust_checkpoint=args.trust_checkpoint)
+                         trust_checkpoint=args.trust_checkpoint, revision=args.revision)
     guidance = None if args.guidance is None else (args.guidance[0] if len(args.guidance) == 1 else args.guidance)
     common = dict(guidance=guidance, steps=args.steps, scheduler=args.scheduler)
     try:

@@ -29,6 +29,8 @@ import torch
 from safetensors.torch import save_file
 
 from pgpis.errors import DamagedFileError, DataFormatError, MissingWeightsError, Problem
+from pgpis.inference.machine_paths import portable_config, strip_json_files
+from pgpis.inference.model_card import write_model_card
 from pgpis.safe_load import load_safetensors
 
 PIPELINE_CONFIG = "pipeline.json"
@@ -104,8 +106,10 @@ def _component(key: str) -> str:
     return ".".join(parts[:2]) if parts[0] == "denoiser" and len(parts) > 2 else parts[0]
 
 
-def export_pipeline(pipe, out_dir: Union[str, os.PathLike]) -> Path:
-    """Write a loaded :class:`~pgpis.inference.pipeline.Pipeline` as an inference folder (see the module docstring)."""
+def export_pipeline(pipe, out_dir: Union[str, os.PathLike], *, checkpoint: Union[str, os.PathLike, None] = None,
+                    **card: Any) -> Path:
+    """Write a loaded :class:`~pgpis.inference.pipeline.Pipeline` as an inference folder (see the module docstring)
+    with its model card (`checkpoint` and `card` go to :func:`pgpis.inference.model_card.write_model_card`)."""
     out = Path(out_dir)
     if (out / PIPELINE_CONFIG).exists() or (out.exists() and any(out.iterdir())):
         if not (out / PIPELINE_CONFIG).exists():
@@ -125,28 +129,32 @@ def export_pipeline(pipe, out_dir: Union[str, os.PathLike]) -> Path:
     (out / WEIGHTS_DIR).mkdir(exist_ok=True)
     for comp, state in groups.items():
         save_file(state, str(out / WEIGHTS_DIR / f"{comp}.safetensors"), metadata={"format": FORMAT})
+    module_cfg, pretrained_from = portable_config(cfg, paths)  # no path of this machine in a file meant for sharing
     meta = {
         "format": FORMAT, "version": VERSION, "kind": pipe.kind, "ema": pipe.ema,
-        "module": cfg, "relative_paths": paths, "unet_config": "unet/config.json",
+        "module": module_cfg, "pretrained_from": pretrained_from, "relative_paths": paths, "unet_config": "unet/config.json",
         "scheduler_config": "scheduler/scheduler_config.json",
         "data": {"image_size": list(pipe.image_size), "encoder_inputs": {k: list(v) for k, v in pipe.encoder_inputs.items()}},
         "weights": sorted(f"{WEIGHTS_DIR}/{c}.safetensors" for c in groups), "folders": sorted(folders),
     }
     (out / PIPELINE_CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
+    strip_json_files(out)
+    write_model_card(out, meta, checkpoint=checkpoint, **card)
     return out
 
 
 def export(ckpt: Union[str, os.PathLike], out_dir: Union[str, os.PathLike], *,
-           fusion_model: Union[str, os.PathLike, None] = None, trust_checkpoint: bool = False) -> Path:
+           fusion_model: Union[str, os.PathLike, None] = None, trust_checkpoint: bool = False, **card: Any) -> Path:
     """Export a `pgpis fit` checkpoint (FPDM or TruePose) to an inference folder; returns the folder.
 
-    The checkpoint is read weights-only unless `trust_checkpoint` (see :func:`pgpis.safe_load.load_checkpoint`)."""
+    The checkpoint is read weights-only unless `trust_checkpoint` (see :func:`pgpis.safe_load.load_checkpoint`);
+    `card` (metrics, training_config, licence) goes to :func:`pgpis.inference.model_card.write_model_card`."""
     from pgpis.inference.pipeline import load_pipeline
 
     if Path(ckpt).is_dir():
         raise ValueError(f"export: {ckpt} is a folder; give the Lightning checkpoint (.ckpt) to export")
     return export_pipeline(load_pipeline(ckpt, device="cpu", fusion_model=fusion_model,
-                                         trust_checkpoint=trust_checkpoint), out_dir)
+                                         trust_checkpoint=trust_checkpoint), out_dir, checkpoint=ckpt, **card)
 
 
 def _json(path: Path, what: str) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from pgpis.inference.inputs import (KEY_TO_INPUT, MissingInputError, RequiredInp
                                     required_inputs)
 from pgpis.inference.estimated_poses import EstimatorCache, PoseFromImage, body_from_photo
 from pgpis.inference.estimated_poses import retarget_to as retarget_to_body
+from pgpis.inference.hub import resolve_checkpoint
 from pgpis.inference.poses import PoseInput, TargetPose, load_target_pose
 
 Size = tuple[int, int]
@@ -392,19 +393,21 @@ def load_pipeline(path: Union[str, os.PathLike], *, device: Union[str, torch.dev
                   dtype: Optional[torch.dtype] = None, fusion_model: Union[str, os.PathLike, None] = None,
                   image_size: Optional[Sequence[int]] = None,
                   encoder_inputs: Optional[Mapping[str, Sequence[int]]] = None,
-                  trust_checkpoint: bool = False) -> Pipeline:
+                  trust_checkpoint: bool = False, revision: Optional[str] = None) -> Pipeline:
     """Load a trained FPDM or TruePose model for inference.
 
     Args:
-        path: a ``.ckpt`` written by ``pgpis fit`` (FusionLDM / ParsingSiameseLDM), or a folder written
-            by ``pgpis export`` (holds ``pipeline.json``).
+        path: a ``.ckpt`` written by ``pgpis fit`` (FusionLDM / ParsingSiameseLDM), a folder written
+            by ``pgpis export`` (holds ``pipeline.json``), or the hub id (``ORG/NAME``) of such a folder pushed
+            to the Hugging Face Hub (``pgpis push``; read from the HF cache offline, :mod:`pgpis.inference.hub`).
+        revision: with a hub id, the branch, tag or commit to load (default ``main``).
         device, dtype: where and in what precision to run (e.g. ``"cuda"``, ``torch.bfloat16``).
         fusion_model: FPDM checkpoints only: the IPF export folder, when it moved since training.
         image_size, encoder_inputs: override the sizes read from the checkpoint's DataModule settings.
         trust_checkpoint: read a ``.ckpt`` with full unpickling (it may run code): only for one's own files that
             the default weights-only read refuses (:class:`~pgpis.errors.UnsafeCheckpointError`).
     """
-    path = Path(path)
+    path = resolve_checkpoint(path, revision)
     if path.is_dir():
         from pgpis.inference.export import PIPELINE_CONFIG, load_exported
 
@@ -418,7 +421,8 @@ def load_pipeline(path: Union[str, os.PathLike], *, device: Union[str, torch.dev
         raise MissingWeightsError(
             "FPDM / TruePose checkpoint", path,
             "give a Lightning checkpoint written by `pgpis fit` (`make train-ldm` / `make train-truepose` write "
-            "outputs/<stage>/.../checkpoints/last.ckpt) or a folder written by `pgpis export`")
+            "outputs/<stage>/.../checkpoints/last.ckpt), a folder written by `pgpis export`, or the hub id "
+            "ORG/NAME of one pushed to the Hugging Face Hub")
     from pgpis.inference.checkpoint import module_from_checkpoint
 
     module, config, data, ema = module_from_checkpoint(path, fusion_model=fusion_model, trust_checkpoint=trust_checkpoint)

@@ -1,0 +1,1 @@
+"""Command-line tools registered in `pgpis.cli.TOOLS`, one module per command."""
