@@ -107,6 +107,9 @@ def test_hub_id_missing_offline_and_missing_local_paths_say_what_to_do(tmp_path,
     assert "hf download" not in str(err.value)
     with pytest.raises(ValueError, match="revision 'v2' is for hub ids"):
         load_pipeline(tmp_path, revision="v2")
+    assert main(["generate", "--checkpoint", str(tmp_path), "--revision", "v2", "--source", "a.png", "--pose",
+                 "p.json", "--out", str(tmp_path / "x.png")]) == 1
+    assert "is for hub ids" in capsys.readouterr().err
     code = main(["generate", "--checkpoint", "pgpis-test/not-downloaded", "--source", "a.png", "--pose", "p.json",
                  "--out", str(tmp_path / "x.png")])
     stderr = capsys.readouterr().err

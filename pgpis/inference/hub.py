@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Optional, Union
 
-from pgpis.errors import MissingWeightsError
+from pgpis.errors import MissingWeightsError, PgpisError
 from pgpis.models.pretrained import hf_download_command, is_local
 
 #: what loading reads from a model repository (the export folder's files); pickles are never fetched
@@ -24,6 +24,11 @@ LOADED_FILES = ("*.json", "*.safetensors", "*.md")  # all globs: `hf download` i
 REPO_PLACEHOLDER = "<org>/<name>"
 REVISION_HELP = "with a hub id as --checkpoint: the branch, tag or commit to load (default: main)"
 HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+
+
+class HubIdError(PgpisError, ValueError):
+    """A hub id where a path is expected or the reverse (a revision for a local path, a repository id that is
+    not ORG/NAME)."""
 
 
 def is_hub_id(name: Union[str, os.PathLike]) -> bool:
@@ -53,7 +58,8 @@ def resolve_checkpoint(path: Union[str, os.PathLike], revision: Optional[str] = 
     """
     if not is_hub_id(path):
         if revision is not None:
-            raise ValueError(f"revision {revision!r} is for hub ids (ORG/NAME); {path} is a local path")
+            raise HubIdError(f"revision {revision!r} is for hub ids (ORG/NAME); {path} is a local path: leave "
+                             "--revision out (revision=None)")
         return Path(path)
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError,
@@ -80,4 +86,4 @@ def resolve_checkpoint(path: Union[str, os.PathLike], revision: Optional[str] = 
     return Path(folder)
 
 
-__all__ = ["is_hub_id", "resolve_checkpoint", "REPO_PLACEHOLDER", "REVISION_HELP", "LOADED_FILES"]
+__all__ = ["HubIdError", "is_hub_id", "resolve_checkpoint", "REPO_PLACEHOLDER", "REVISION_HELP", "LOADED_FILES"]

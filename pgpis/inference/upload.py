@@ -13,7 +13,7 @@ from typing import Optional, Union
 
 from pgpis.errors import DataFormatError, MissingWeightsError, PgpisError, Problem
 from pgpis.inference.export import PIPELINE_CONFIG
-from pgpis.inference.hub import HUB_ID_PATTERN, REPO_PLACEHOLDER, offline
+from pgpis.inference.hub import HUB_ID_PATTERN, REPO_PLACEHOLDER, HubIdError, offline
 
 #: file types an export never holds and an upload refuses (they unpickle, so loading them could run code)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
@@ -56,7 +56,7 @@ def push_export(folder: Union[str, os.PathLike], repo_id: str, *, revision: Opti
     """
     folder = Path(folder)
     if not HUB_ID_PATTERN.match(str(repo_id)):
-        raise ValueError(f"push: {repo_id!r} is not a hub id; give ORG/NAME (e.g. your-name/fpdm-deepfashion)")
+        raise HubIdError(f"push: {repo_id!r} is not a hub id; give ORG/NAME (e.g. your-name/fpdm-deepfashion)")
     files = _check_uploadable(folder)
     if offline():
         raise HubUploadError(f"push {folder} -> {repo_id}: HF_HUB_OFFLINE is set, so nothing can be uploaded; "
