@@ -61,6 +61,7 @@ def add_card_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def card_options(args: argparse.Namespace) -> dict:
+    """The parsed model-card options as keyword arguments of :func:`pgpis.inference.export.export`."""
     return dict(metrics=args.metrics, training_config=args.training_config, licence=args.license)
 
 
