@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from pgpis.errors import DataFormatError, Problem
+from pgpis.errors import DataFormatError, MissingFileError, Problem
 
 Size = tuple[int, int]  # (height, width)
 ImageCheck = Literal["none", "header", "decode"]  # how readers check image files: not at all, header, full decode
@@ -62,6 +62,12 @@ def upright(image: Image.Image) -> Image.Image:
     if image.getexif().get(EXIF_ORIENTATION, 1) in (None, 1):
         return image
     return ImageOps.exif_transpose(image)
+
+
+def upright_size(image: Image.Image) -> Size:
+    """(h, w) of `image` once :func:`upright` turns it: header checks compare what :func:`load_rgb` will return."""
+    w, h = image.size
+    return (w, h) if image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8) else (h, w)
 
 
 def rgb_pixels(image: Image.Image) -> Image.Image:
@@ -109,7 +115,7 @@ def load_rgb(path: str | os.PathLike, name: Optional[str] = None, *, min_size: O
     """
     path = Path(path)
     if not path.is_file():
-        raise DataFormatError(Problem(str(path), f"{what} file does not exist" if not path.exists() else f"{what} is not a file",
+        raise MissingFileError(Problem(str(path), f"{what} file does not exist" if not path.exists() else f"{what} is not a file",
                                       "check the path; give an image file (.jpg, .png, ...)", item=name))
     try:
         with Image.open(path) as im:
@@ -135,5 +141,5 @@ def _check_size(image: Image.Image, source: str, name: Optional[str], min_size: 
                                       "blurry result is acceptable", item=name))
 
 
-__all__ = ["Size", "ImageCheck", "MIN_SIDE", "BACKGROUND", "to_tensor", "resize_image", "upright", "rgb_pixels",
+__all__ = ["Size", "ImageCheck", "MIN_SIDE", "BACKGROUND", "to_tensor", "resize_image", "upright", "upright_size", "rgb_pixels",
            "as_rgb", "load_rgb"]
