@@ -74,8 +74,13 @@ def test_generate_source_gives_the_upright_output(tiny_ldm_checkpoints, photos, 
     assert np.array_equal(out, upright_output)
 
 
-def test_python_api_reads_a_phone_photo_upright(tiny_ldm_checkpoints, photos, pose_file):
-    pipe = load_pipeline(tiny_ldm_checkpoints["fpdm"], device="cpu")
+@pytest.fixture(scope="module")
+def fpdm(tiny_ldm_checkpoints):
+    return load_pipeline(tiny_ldm_checkpoints["fpdm"], device="cpu")
+
+
+def test_python_api_reads_a_phone_photo_upright(fpdm, photos, pose_file):
+    pipe = fpdm
 
     def generate(source) -> np.ndarray:
         return np.asarray(pipe.generate(source, pose_file, steps=STEPS, seed=1))
@@ -86,6 +91,19 @@ def test_python_api_reads_a_phone_photo_upright(tiny_ldm_checkpoints, photos, po
     with Image.open(photos[6]) as im:  # a PIL image the caller opened, tag and all
         assert np.array_equal(generate(im), upright)
     assert not np.array_equal(generate(photos["stripped"]), upright)  # the sideways pixels give another image
+
+
+def test_app_upload_is_read_upright_and_a_tiny_one_refused(fpdm, photos):
+    from pgpis.app import generate as gen
+    from pgpis.errors import DataFormatError
+
+    def upload(image: Image.Image) -> Image.Image:
+        return gen.resolve_source(fpdm, None, gen.Request(source_mode=gen.SOURCE_UPLOAD, source_image=image))[0]
+
+    with Image.open(photos[1]) as upright, Image.open(photos[6]) as sideways:
+        assert np.array_equal(np.asarray(upload(sideways)), np.asarray(upload(upright)))
+    with pytest.raises(DataFormatError, match="the uploaded source photo: source photo is 1x1 px"):
+        upload(Image.new("RGB", (1, 1)))
 
 
 def _short_error(capsys, *needles: str) -> str:
@@ -125,7 +143,6 @@ def test_generate_input_errors_are_short_and_say_the_fix(tiny_ldm_checkpoints, p
 
 
 def test_app_on_a_taken_port_says_so_and_which_port_to_pass(tiny_ldm_checkpoints, capsys):
-    pytest.importorskip("gradio", reason="pgpis app needs the [app] extra")
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
