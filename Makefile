@@ -24,7 +24,7 @@ ifeq ($(PAPER_CONFIGS),)
 export HF_HUB_OFFLINE ?= 1
 endif
 
-.PHONY: help install data data-phoenix preview demo demo-all test test-slow test-all evaluate bench clean train-ipf ipf-ablation
+.PHONY: help install browser data data-phoenix preview demo demo-all test test-slow test-all evaluate bench clean train-ipf ipf-ablation
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -64,7 +64,27 @@ demo-all: demo ## the demo plus TruePose (adds a TruePose column to outputs/demo
 	$(MAKE) train-truepose
 	$(PGPIS) report --outputs outputs --out outputs/demo/report.md --data-root $(DATA_ROOT) --started outputs/demo/.started
 
-test: $(STAMP) ## fast CPU test suite (what CI runs first)
+# The browser tests (tests/test_app_browser.py) drive Debian's Chromium through Playwright (Playwright's own browser
+# download needs the internet). `make test` installs it when it can (root with apt-get); otherwise it stops before the
+# suite with the one command to run. The tests themselves fail, never skip, without it.
+CHROMIUM        := $(or $(PGPIS_CHROMIUM),/usr/bin/chromium)
+CHROMIUM_INSTALL := apt-get update && apt-get install -y chromium
+
+browser: ## Debian's Chromium for the browser tests (installed when run as root; else prints the command)
+	@if [ -x "$(CHROMIUM)" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "make: installing Debian's Chromium for the browser tests: $(CHROMIUM_INSTALL)"; \
+	  $(CHROMIUM_INSTALL) || exit 1; \
+	  [ -x "$(CHROMIUM)" ] || { echo "make: chromium installed but $(CHROMIUM) is missing; set PGPIS_CHROMIUM to its binary" >&2; exit 1; }; \
+	else \
+	  echo "make: the browser tests (tests/test_app_browser.py) need Chromium at $(CHROMIUM), which is missing." >&2; \
+	  echo "Install it (Debian/Ubuntu), then run make test again:" >&2; \
+	  echo "  sudo sh -c '$(CHROMIUM_INSTALL)'" >&2; \
+	  echo "(or set PGPIS_CHROMIUM to a Chromium binary you have)" >&2; \
+	  exit 1; \
+	fi
+
+test: $(STAMP) browser ## fast CPU test suite (what CI runs first; installs Chromium for the browser tests when root)
 	$(PY) -m pytest -m "not slow" -q
 
 test-slow: $(STAMP) ## slow tests: full-size architecture builds, long CPU runs

@@ -44,6 +44,11 @@ class DataFormatError(PgpisError, ValueError):
         super().__init__(msg)
 
 
+class MissingFileError(DataFormatError, FileNotFoundError):
+    """An input path (image, pose file) that names no file: short like every DataFormatError, and still a
+    FileNotFoundError for callers that catch that."""
+
+
 class MissingWeightsError(PgpisError, FileNotFoundError):
     """Pretrained weights are not available offline; says which, where tried, and how to provide them."""
 

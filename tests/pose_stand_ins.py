@@ -3,7 +3,8 @@
 The commands under test load estimators by name or class path, as a user's own estimator would be loaded.
 ``Standing`` finds the same upright person in every image, placed in fractions of the image's width and
 height, so its keypoints are known on images of any size (a fixed pixel pose would fall outside small ones).
-``Nobody`` finds no one. Both build on :mod:`pgpis.pose.testing`. pytest puts tests/ on sys.path.
+``Spot`` puts the nose on the image's white spot (orientation tests). ``Nobody`` finds no one. All build on
+:mod:`pgpis.pose.testing`. pytest puts tests/ on sys.path.
 """
 from __future__ import annotations
 
@@ -40,6 +41,23 @@ class Standing(BaseEstimator):
         hands = np.full((2, 21, 2), -1.0, np.float32)
         hands[1, 0] = body[4]  # person's right hand: its root at the right wrist
         return make_estimate(size, body, hands)
+
+
+class Spot(BaseEstimator):
+    """The :data:`STANDING` person with the nose moved onto the picture's white spot (the centre of its pure-white
+    pixels, as :func:`oriented_photos.asymmetric_photo` draws it): a photo read mirrored or turned moves the nose,
+    so a reader that ignores EXIF orientation shows in the keypoints."""
+
+    name = "spot-stand-in"
+
+    def estimate(self, image) -> PoseEstimate:
+        arr = np.asarray(image)
+        size = arr.shape[:2]
+        body = standing_body(size)
+        ys, xs = np.nonzero((arr[:, :, :3] >= 250).all(axis=-1))
+        if len(xs):
+            body[0] = (xs.mean(), ys.mean())
+        return make_estimate(size, body)
 
 
 class Nobody(BaseEstimator):

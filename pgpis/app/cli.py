@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -43,6 +44,25 @@ def _gradio_missing() -> Optional[str]:
     return None
 
 
+def _port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on `host`:`port` now (bound and released the way Gradio probes it)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def port_taken(host: str, port: int) -> PgpisError:
+    """The error for a port another program listens on, suggesting the next free one."""
+    free = next((p for p in range(port + 1, min(port + 50, 65536)) if _port_free(host, p)), None)
+    fix = f"pass `--port {free}` (free now)" if free else "pass another `--port N`"
+    return PgpisError(f"port {port} on {host} is taken: another program (perhaps another `pgpis app`) is serving "
+                      f"on it. Fix: {fix}, or stop that program")
+
+
 def build(args: argparse.Namespace):
     """The page for parsed `args`: load the pipeline, find the dataset root, read its test split.
 
@@ -78,19 +98,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if missing:
         print(missing, file=sys.stderr)
         return 2
-    from pgpis.app.ui import launch
-
     try:
+        if not _port_free(args.host, args.port):  # before loading the model: seconds, for nothing
+            raise port_taken(args.host, args.port)
         demo = build(args)
+        if args.screenshot is None:
+            _launch(demo, args)  # blocks until Ctrl+C
+            return 0
+        _, url, _ = _launch(demo, args, prevent_thread_lock=True, quiet=True)
     except PgpisError as err:
         print(f"pgpis app: {err}", file=sys.stderr)
         return 1
-    if args.screenshot is None:
-        launch(demo, host=args.host, port=args.port)  # blocks until Ctrl+C
-        return 0
     from pgpis.app.screenshot import capture
 
-    _, url, _ = launch(demo, host=args.host, port=args.port, prevent_thread_lock=True, quiet=True)
     try:
         out = capture(url, args.screenshot)
     except (FileNotFoundError, ImportError) as err:
@@ -102,4 +122,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-__all__ = ["main", "build", "parser"]
+def _launch(demo, args: argparse.Namespace, **kwargs):
+    """Serve `demo`; a port taken meanwhile (Gradio's OSError advises an environment variable) said in pgpis's words."""
+    from pgpis.app.ui import launch
+
+    try:
+        return launch(demo, host=args.host, port=args.port, **kwargs)
+    except OSError as err:
+        if _port_free(args.host, args.port):
+            raise
+        raise port_taken(args.host, args.port) from err
+
+
+__all__ = ["main", "build", "parser", "port_taken"]

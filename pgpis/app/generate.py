@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from pgpis.app.sources import Catalog
+from pgpis.data.images import as_rgb
 from pgpis.inference.estimated_poses import retarget_to
 from pgpis.inference.pipeline import Pipeline
 from pgpis.inference.poses import TargetPose, load_target_pose
@@ -170,7 +171,8 @@ def resolve_source(pipe: Pipeline, catalog: Optional[Catalog], req: Request
                 catalog.keypoints(name) if need.pose else None)
     if req.source_mode != SOURCE_UPLOAD:
         raise ValueError(f"unknown source choice {req.source_mode!r}; use {SOURCE_PICK!r} or {SOURCE_UPLOAD!r}")
-    image = _need(req.source_image, "upload a source photo (or pick a test source)")
+    image = as_rgb(_need(req.source_image, "upload a source photo (or pick a test source)"), "the uploaded source photo",
+                   min_size=pipe.image_size, what="source photo")
     parsing = _need(req.parsing_file, "this model reads the source's human-parsing map: upload it (a PNG of LIP class "
                     "indices, as <root>/parsing/<name>.png)") if need.parsing else None
     pose = None

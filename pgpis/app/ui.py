@@ -14,6 +14,7 @@ from PIL import Image
 
 from pgpis.app import generate as gen
 from pgpis.app.sources import Catalog
+from pgpis.data.images import load_rgb
 from pgpis.errors import PgpisError
 from pgpis.inference.pipeline import Pipeline
 from pgpis.inference.poses import load_target_pose
@@ -55,8 +56,7 @@ def build_app(pipe: Pipeline, catalog: Optional[Catalog] = None, *, checkpoint: 
     def source_preview(name: Optional[str]) -> Optional[Image.Image]:
         if catalog is None or not name:
             return None
-        with Image.open(catalog.image_path(name)) as im:
-            return gen.for_display(im.convert("RGB"))
+        return gen.for_display(load_rgb(catalog.image_path(name), name))
 
     def pose_preview(mode: str, name: Optional[str], path: Optional[str], row: Optional[str]) -> Optional[Image.Image]:
         try:

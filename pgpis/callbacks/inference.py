@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from PIL import Image
@@ -43,6 +42,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from pgpis.callbacks.metrics import SSIM_DESCRIPTION, PairMetrics, format_table
+from pgpis.data.images import load_rgb, to_tensor
 from pgpis.diffusion.core import move_batch
 from pgpis.diffusion.guidance import GuidancePolicy
 from pgpis.diffusion.sampler import Sampler
@@ -66,9 +66,7 @@ def save_png(image: Tensor, path: Path, scale: int = 1) -> None:
 
 def load_png(path: Path) -> Tensor:
     """8-bit PNG -> [3, H, W] in [-1, 1]."""
-    with Image.open(path) as im:
-        arr = np.asarray(im.convert("RGB"), dtype=np.float32)
-    return torch.from_numpy(arr).permute(2, 0, 1) / 127.5 - 1
+    return to_tensor(load_rgb(path, fix="delete it; the callback writes it again"))
 
 
 def eval_dataset(trainer: pl.Trainer, split: str) -> tuple[Dataset, Any]:

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from pgpis.data import keypoints as kpt
+from pgpis.data.images import as_rgb, load_rgb
 from pgpis.errors import DataFormatError, Problem
 from pgpis.pose import formats as fmt
 
@@ -47,16 +48,8 @@ def open_photo(image: PhotoInput, what: str = "pose photo") -> np.ndarray:
     if isinstance(image, np.ndarray):
         return image
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
-    path = Path(image)
-    if not path.is_file():
-        raise DataFormatError(Problem(str(path), f"the {what} does not exist", "give an image file (.jpg, .png, ...)"))
-    try:
-        with Image.open(path) as im:
-            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-    except OSError as err:
-        raise DataFormatError(Problem(str(path), f"the {what} does not decode ({err})",
-                                      "give a readable image file")) from None
+        return np.asarray(as_rgb(image, f"<{what}>", what=what))
+    return np.asarray(load_rgb(image, what=what, fix="give a readable image file (.jpg, .png, ...)"))
 
 
 class EstimatorCache:

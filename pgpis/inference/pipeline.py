@@ -32,7 +32,7 @@ from PIL import Image
 from torch import Tensor
 
 from pgpis.data import parsing as prs
-from pgpis.data.images import resize_image, to_tensor
+from pgpis.data.images import as_rgb, load_rgb, resize_image, to_tensor
 from pgpis.diffusion.guidance import ClassifierFreeGuidance, CumulativeGuidance, GuidancePolicy, NoGuidance
 from pgpis.diffusion.sampler import Sampler
 from pgpis.errors import MissingWeightsError
@@ -52,14 +52,12 @@ GuidanceInput = Union[GuidancePolicy, float, Sequence[float], None]
 KINDS = {"FusionLDM": "fpdm", "ParsingSiameseLDM": "truepose"}
 
 
-def _open_image(image: ImageInput, what: str) -> Image.Image:
+def _open_image(image: ImageInput, what: str, min_size: Optional[Size] = None) -> Image.Image:
+    """A caller's image read as every entry point reads it (:func:`pgpis.data.images.load_rgb`): upright, RGB,
+    at least `min_size` (h, w)."""
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    path = Path(image)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} '{path}' does not exist; give a PIL image or an image file")
-    with Image.open(path) as im:
-        return im.convert("RGB")
+        return as_rgb(image, f"<{what}>", min_size=min_size, what=what)
+    return load_rgb(image, min_size=min_size, what=what, fix="give a readable image file (.jpg, .png, ...)")
 
 
 def _to_pil(image: Tensor) -> Image.Image:
@@ -197,7 +195,7 @@ class Pipeline:
                      source_poses: Optional[Sequence[TargetPose]] = None) -> dict[str, Any]:
         """Every batch entry the given inputs make, named and rendered as the DeepFashion DataModule does."""
         size = self.image_size
-        images = [_open_image(s, "source image") for s in sources]
+        images = [_open_image(s, "source image", size) for s in sources]
         batch: dict[str, Any] = {
             "source": torch.stack([to_tensor(resize_image(im, size)) for im in images]),
             "target_pose": torch.stack([to_tensor(p.render(size)) for p in poses]),

@@ -19,7 +19,8 @@ import numpy as np
 from PIL import Image
 
 from pgpis.data import keypoints as kpt
-from pgpis.errors import DataFormatError, Problem
+from pgpis.data.images import as_rgb, load_rgb
+from pgpis.errors import DataFormatError, MissingFileError, Problem
 
 Size = tuple[int, int]  # (h, w)
 PoseInput = Union[np.ndarray, Sequence[Sequence[float]], str, os.PathLike, Image.Image]
@@ -61,8 +62,8 @@ def read_cfld_annotation(path: Path, name: str | None = None) -> np.ndarray:
 
     `name` picks the row; without it the file must hold exactly one row.
     """
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
     fix = "write the file as the CFLD annotation CSV: header 'name:keypoints_y:keypoints_x', rows name:[y..]:[x..]"
+    lines = [ln for ln in kpt.read_text(path, fix).splitlines() if ln.strip()]
     if not lines or lines[0].strip() != "name:keypoints_y:keypoints_x":
         raise DataFormatError(Problem(str(path), f"header is {lines[0].strip() if lines else 'missing'!r}", fix, line=1))
     rows = []
@@ -96,7 +97,7 @@ def load_target_pose(pose: PoseInput, frame: Size = kpt.CFLD_FRAME, *, what: str
     * an image file or a PIL image: an already rendered OpenPose-18 pose image.
     """
     if isinstance(pose, Image.Image):
-        return TargetPose(image=pose.convert("RGB"))
+        return TargetPose(image=as_rgb(pose, f"<{what} image>", what=f"{what} image"))
     if isinstance(pose, (str, os.PathLike)):
         text = os.fspath(pose)
         row = None
@@ -104,8 +105,9 @@ def load_target_pose(pose: PoseInput, frame: Size = kpt.CFLD_FRAME, *, what: str
             text, row = text.split("#", 1)
         path = Path(text)
         if not path.is_file():
-            raise FileNotFoundError(f"{what} file '{path}' does not exist; give an OpenPose-18 keypoint file "
-                                    "(.txt PCDMs, .csv CFLD annotation, .json [[x, y], ...]) or a rendered pose image")
+            raise MissingFileError(Problem(str(path), f"{what} file does not exist",
+                                           "check the path; give an OpenPose-18 keypoint file (.txt PCDMs, .csv CFLD "
+                                           "annotation, .json [[x, y], ...]) or a rendered pose image"))
         suffix = path.suffix.lower()
         if suffix == ".txt":
             return TargetPose(keypoints=kpt.pcdms_to_cfld_frame(kpt.read_pcdms_keypoints(path)))
@@ -113,14 +115,13 @@ def load_target_pose(pose: PoseInput, frame: Size = kpt.CFLD_FRAME, *, what: str
             return TargetPose(keypoints=read_cfld_annotation(path, row))
         if suffix == ".json":
             try:
-                data = json.loads(path.read_text())
+                data = json.loads(kpt.read_text(path, "write [[x, y], ...] (18 points)"))
             except json.JSONDecodeError as err:
                 raise DataFormatError(Problem(str(path), f"not valid JSON ({err.msg})", "write [[x, y], ...] (18 points)",
                                               line=err.lineno)) from err
             return TargetPose(keypoints=_check_array(np.asarray(data, dtype=np.float32), str(path)))
         if suffix in IMAGE_SUFFIXES:
-            with Image.open(path) as im:
-                return TargetPose(image=im.convert("RGB"))
+            return TargetPose(image=load_rgb(path, what=f"{what} image", fix="give a readable pose image (.png, .jpg)"))
         raise DataFormatError(Problem(str(path), f"unknown pose file type '{suffix}'",
                                       "use .txt (PCDMs), .csv (CFLD annotation), .json, or a pose image (.png/.jpg)"))
     kp = _check_array(np.asarray(pose, dtype=np.float32), f"{what.replace(' ', '_')} argument")

@@ -12,18 +12,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pgpis.errors import DataFormatError, Problem
+from pgpis.data.images import load_rgb
 
 
 def load_resized(path: str | Path, size: tuple[int, int]) -> np.ndarray:
     """uint8 [H, W, 3] of `path` resized to `size` (h, w) with PIL bicubic."""
-    try:
-        with Image.open(path) as im:
-            rgb = im.convert("RGB")
-    except (OSError, ValueError) as err:
-        raise DataFormatError(Problem(str(path), f"cannot be read as an image ({err})",
-                                      "regenerate or remove the file")) from err
-    return resize_pil(rgb, size)
+    return resize_pil(load_rgb(path, fix="regenerate or remove the file"), size)
 
 
 def resize_pil(image: Image.Image | np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 from PIL import Image
 
+from pgpis.data.images import load_rgb
 from pgpis.errors import DataFormatError, Problem
 
 GENERATED_SUFFIX = ".png"
@@ -96,8 +97,7 @@ def copy_source(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for src, tgt in pairs:
-        with Image.open(image_path(src)) as im:
-            img = im.convert("RGB")
+        img = load_rgb(image_path(src), src)
         if size is not None and img.size != (size[1], size[0]):
             img = img.resize((size[1], size[0]), Image.BICUBIC)
         img.save(out / generated_name(src, tgt))

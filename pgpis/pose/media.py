@@ -1,7 +1,8 @@
 """Reading the pictures a pose estimator looks at: image files as pgpis's DataModules read them, video frames.
 
-Images are decoded by PIL without EXIF rotation, as the DataModules load them, so keypoints written for a
-file land on the pixels training will see. Videos are read frame by frame with imageio (mp4, mov, avi, mkv,
+Images are read by :func:`pgpis.data.images.load_rgb`, as the DataModules and every other entry point read
+them (EXIF orientation applied: a phone photo stored sideways is upright), so keypoints written for a file land
+on the pixels training and generation will see. Videos are read frame by frame with imageio (mp4, mov, avi, mkv,
 webm through imageio-ffmpeg; GIF through Pillow), never whole into memory.
 """
 from __future__ import annotations
@@ -11,16 +12,16 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
-from PIL import Image
+
+from pgpis.data.images import load_rgb
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".gif")
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """RGB uint8 ``[H, W, 3]`` pixels of an image file (PIL, no EXIF rotation)."""
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+    """RGB uint8 ``[H, W, 3]`` pixels of an image file, upright (:func:`pgpis.data.images.load_rgb`)."""
+    return np.asarray(load_rgb(path, fix="re-export the image, or remove it from the folder"))
 
 
 def read_frames(path: str | os.PathLike, max_frames: Optional[int] = None) -> Iterator[np.ndarray]:

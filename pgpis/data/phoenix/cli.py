@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw
 
+from pgpis.data.images import load_rgb
 from pgpis.errors import DataFormatError
 from pgpis.grids import upscale_factor, upscale_nearest
 
@@ -145,7 +146,8 @@ def run_preview(args: argparse.Namespace) -> int:
         video = videos[v]
         kp = keypoints_with_missing(video.keypoints[t], 0.3)
         pose = kpt.render_pose(kp[:, :2], FRAME_SIZE, kpt.COCO_WHOLEBODY_133, scores=kp[:, 2])
-        cells = [Image.open(video.frames[s]).convert("RGB"), Image.fromarray(pose), Image.open(video.frames[t]).convert("RGB")]
+        cells = [load_rgb(video.frames[s], video.frame_name(s)), Image.fromarray(pose),
+                 load_rgb(video.frames[t], video.frame_name(t))]
         for c, cell in enumerate(cells):
             grid.paste(upscale_nearest(cell, scale), (c * w, 14 + r * h))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from pgpis.data import keypoints as kpt
-from pgpis.data.images import ImageCheck
+from pgpis.data.images import ImageCheck, upright_size
 from pgpis.data.phoenix.keypoints import FRAME_SIZE as KEYPOINT_FRAME
 from pgpis.data.phoenix.keypoints import PICKLE_SUFFIXES, UnsafePickleError, read_keypoint_files
 from pgpis.errors import DataFormatError, Problem
@@ -160,7 +160,7 @@ def _check_frames(video: PhoenixVideo, mode: ImageCheck, problems: list[Problem]
             with Image.open(path) as im:
                 if mode == "decode":
                     im.load()
-                size = im.size
+                size = upright_size(im)[::-1]  # (w, h) as load_rgb returns it
         except Exception as e:
             problems.append(Problem(str(path), f"frame does not decode ({type(e).__name__}: {e})", "re-extract this frame", item=video.name))
             continue

@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image
 
 from pgpis.data import keypoints as kpt
+from pgpis.data.images import upright_size
 from pgpis.data.parsing import CIHP, read_parsing
 from pgpis.errors import DataFormatError, Problem
 
@@ -349,7 +350,7 @@ def _image_size(path: Path, name: str, check: ImageCheck, problems: list[Problem
         with Image.open(path) as im:
             if check == "decode":
                 im.load()
-            return im.height, im.width
+            return upright_size(im)  # the size load_rgb (and the keypoint estimator) sees
     except FileNotFoundError:
         problems.append(Problem(str(path), "image file is missing",
                                 "fetch it (`pgpis data download-wpose`), or remove the pairs that use it", item=name))

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pgpis.data.images import load_rgb
 from pgpis.data.wpose.fit import PAD_RGB, Fit, fit_array
 from pgpis.data.wpose.layout import WPoseIndex, read_wpose_index
 from pgpis.data.wpose.protocols import DEFAULT_PROTOCOL, WPOSE_METRICS
@@ -75,11 +76,7 @@ def _result(protocol: Protocol, n: int, metrics: dict, unavailable: dict, detail
 
 
 def _load(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (OSError, ValueError) as err:
-        raise DataFormatError(Problem(str(path), f"cannot be read as an image ({err})", "regenerate or restore it")) from err
+    return load_rgb(path, fix="regenerate or restore it")
 
 
 def _lpips(given, weights: WeightPaths, unavailable: dict[str, str]):
