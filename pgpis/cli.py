@@ -27,6 +27,7 @@ TOOLS: dict[str, str] = {
     "report": "pgpis.report:main",
     "app": "pgpis.app:main",
     "pose": "pgpis.pose.cli:main",
+    "parse": "pgpis.commands.parse:main",
 }
 
 
