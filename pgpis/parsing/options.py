@@ -10,12 +10,14 @@ from typing import Any, Sequence
 from pgpis.pose.options import parse_options
 
 
-def add_parser_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, used_by: str = "") -> None:
-    """Add ``--parser`` (default schp-lip) and the repeatable ``--parser-option KEY=VALUE``."""
+def add_parser_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, used_by: str = "",
+                         also: str = "") -> None:
+    """Add ``--parser`` (default schp-lip) and the repeatable ``--parser-option KEY=VALUE``; `also` extends the list
+    of accepted names (e.g. ``", or none to ..."``)."""
     lead = f"{used_by}: " if used_by else ""
     parser.add_argument("--parser", default="schp-lip",
                         help=f"{lead}human parser: schp-lip (default; SCHP on LIP, what TruePose used), schp-atr, or a "
-                             "class path package.module.Class (docs/parsing.md)")
+                             f"class path package.module.Class{also} (docs/parsing.md)")
     parser.add_argument("--parser-option", action="append", default=[], metavar="KEY=VALUE",
                         help=f"{lead}keyword argument for the parser, e.g. model=PATH.onnx (repeatable; VALUE read as "
                              "JSON when it parses, else as a string)")
