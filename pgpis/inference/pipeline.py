@@ -321,7 +321,6 @@ class Pipeline:
                                 parser: Any, source_estimator: Any) -> tuple[Optional[list], Optional[list]]:
         """Fill in the parsing map / source pose the model reads and the call did not give, from the source photos
         (each distinct photo once), recording in :attr:`estimated` which parser / estimator made them."""
-        self.estimated = {}
         if parsings is None and parser is not None and self.needs_parsing:
             built = self._parsers.get(parser)
             maps: dict[Any, np.ndarray] = {}
@@ -413,8 +412,11 @@ class Pipeline:
             raise ValueError(f"generate: {len(seeds)} seeds for {n} samples")
         poses = [self._resolve_estimated(p, s, source_poses[i] if source_poses is not None else None)
                  for i, (p, s) in enumerate(zip(poses, sources))]
-        parsings, source_poses = self._estimate_source_inputs(sources, parsings, source_poses, parser, source_estimator)
         targets = [p if isinstance(p, TargetPose) else load_target_pose(p, pose_frame) for p in poses]
+        self.estimated = {}
+        if not self.needs_keypoints or all(t.keypoints is not None for t in targets):  # else: that error first
+            parsings, source_poses = self._estimate_source_inputs(sources, parsings, source_poses, parser,
+                                                                  source_estimator)
         policy, sampler = self.guidance_policy(guidance), self.sampler(steps, scheduler, eta)
         chunk = batch_size or n
         bar = None

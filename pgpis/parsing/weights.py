@@ -20,7 +20,7 @@ _TRUE = ("1", "true", "yes", "on")
 def offline_reason(offline: bool | None) -> str | None:
     """Why nothing may be downloaded now (None: downloads are allowed)."""
     if offline is True:
-        return "offline=True was given"
+        return "offline=True: nothing is downloaded"
     if offline is False:
         return None
     for var in ("PGPIS_OFFLINE", "HF_HUB_OFFLINE"):
