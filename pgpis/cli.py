@@ -28,6 +28,7 @@ TOOLS: dict[str, str] = {
     "app": "pgpis.app:main",
     "pose": "pgpis.pose.cli:main",
     "push": "pgpis.commands.push:main",
+    "parse": "pgpis.commands.parse:main",
 }
 
 

@@ -265,3 +265,48 @@ def test_fpdm_pose_from_a_photo(browser_page, tiny_ldm_checkpoints, synthetic_ro
     assert np.array_equal(np.asarray(preview), np.asarray(expected.convert("RGB"))), "not the estimated pose"
     assert np.array_equal(np.asarray(pose), np.asarray(preview)), "generated with another pose than shown"
     assert np.asarray(sample).std() > 1.0
+
+
+def test_truepose_from_a_single_uploaded_photo(browser_page, tiny_ldm_checkpoints, synthetic_root, tmp_path):
+    """TruePose with nothing but an uploaded photo and a target pose: the parsing map comes from the parser named
+    on the command line (a tiny SCHP-like ONNX model), the source keypoints from the stand-in estimator; the page
+    says which made them. A failure shows its whole message in the status box and leaves the pose panel as it was.
+    The screenshot is docs/images/app_truepose_photo.png (PGPIS_SCREENSHOT_DIR=docs/images)."""
+    from playwright.sync_api import expect
+
+    from parser_models import export_schp_like
+    from pgpis.app.sources import load_catalog
+
+    pytest.importorskip("onnxruntime")
+    onnx = export_schp_like(tmp_path / "parsing_lip.onnx")
+    catalog = load_catalog(synthetic_root, parsing=False)
+    source_name, pose_name = catalog.first_pair
+    upload = tmp_path / "my_photo.jpg"  # only the pixels: no parsing map, no keypoints
+    shutil.copyfile(catalog.image_path(source_name), upload)
+    page = browser_page
+    with serve_app(tiny_ldm_checkpoints["truepose"], "--root", str(synthetic_root), "--parser-option",
+                   f"model={onnx}", "--estimator", "pose_stand_ins.Standing") as url:
+        page.goto(url)
+        page.wait_for_selector("#generate")
+        page.get_by_label("Upload a photo").check()
+        expect(page.locator("#parsing-upload")).to_contain_text("optional: made by schp-lip")
+        page.set_input_files("#source-upload input[type=file]", str(upload))
+        page.wait_for_selector("#source-upload img")
+        page.locator("#pose-pick input").click()
+        page.get_by_role("option", name=pose_name).click()
+        expect(page.locator("#pose-render img")).to_be_visible()
+        page.fill("#steps input[type=number]", "2")
+        page.locator("#steps input[type=number]").press("Enter")
+        sample = _generate(page)
+        info = page.locator("#info").inner_text()
+        _screenshot(page, tmp_path, "app_truepose_photo.png")
+        page.get_by_label("Keypoint file").check()  # a keypoint file that does not parse: said in full, in place
+        broken = tmp_path / "broken.json"
+        broken.write_text("{not json")
+        page.set_input_files("#pose-file input[type=file]", str(broken))
+        expect(page.locator("#info")).to_contain_text("Could not generate", timeout=GENERATE_MS)
+        expect(page.locator("#pose-render")).not_to_contain_text("Error")
+    assert "truepose: 2 steps" in info and "parsing map by schp-lip:parsing_lip" in info, info
+    assert "keypoints by standing-stand-in" in info or "keypoints" not in info
+    assert np.asarray(sample).std() > 1.0
+    assert _differs_from(sample, upload) > 5.0, "the page shows the source, not a generated sample"

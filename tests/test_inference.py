@@ -136,8 +136,8 @@ def test_truepose_round_trip_and_needs(tiny_ldm_checkpoints, tmp_path, index, pa
     export(tmp_path / "ema.ckpt", tmp_path / "tp_ema")
     exported_weight = load_file(str(tmp_path / "tp_ema" / "weights" / "denoiser.target_net.safetensors"))[key]
     torch.testing.assert_close(exported_weight, raw["state_dict"][key], rtol=0, atol=0)  # the averaged weights
-    with pytest.raises(ValueError, match="parsing map"):
-        exported.generate(*args, steps=STEPS)
+    with pytest.raises(ValueError, match="parsing map"):  # not made from the photo: the parser is switched off
+        exported.generate(*args, steps=STEPS, parser=None)
     with pytest.raises(ValueError, match="rendered pose image is not enough"):
         exported.generate(args[0], load_target_pose(args[1]).render((32, 24)), source_parsing=index.parsing_path(src))
 
@@ -270,8 +270,9 @@ def test_missing_source_pose_names_it_the_config_key_and_the_fix(tiny_ldm_checkp
 
     src, tgt = pair
     pipe = load_pipeline(tiny_ldm_checkpoints["truepose"], device="cpu")
-    with pytest.raises(MissingInputError) as err:
-        pipe.generate(index.image_path(src), index.keypoints[tgt], source_parsing=index.parsing_path(src), steps=STEPS)
+    with pytest.raises(MissingInputError) as err:  # estimation off: what the model reads must be given
+        pipe.generate(index.image_path(src), index.keypoints[tgt], source_parsing=index.parsing_path(src), steps=STEPS,
+                      source_estimator=None)
     assert [m.name for m in err.value.missing] == ["source_pose"]
     message = str(err.value)
     for part in ("source_pose", "model.init_args.denoiser.init_args.source_pose: true", "source_pose=", "--source-pose"):
@@ -280,7 +281,7 @@ def test_missing_source_pose_names_it_the_config_key_and_the_fix(tiny_ldm_checkp
     kpt.write_pcdms_keypoints(tmp_path / "target.txt", kpt.cfld_to_pcdms_frame(index.keypoints[tgt]))
     assert generate_main(["--checkpoint", str(tiny_ldm_checkpoints["truepose"]), "--source", str(index.image_path(src)),
                           "--pose", str(tmp_path / "target.txt"), "--parsing", str(index.parsing_path(src)),
-                          "--out", str(tmp_path / "x.png"), "--steps", str(STEPS)]) == 2
+                          "--estimator", "none", "--out", str(tmp_path / "x.png"), "--steps", str(STEPS)]) == 2
     stderr = capsys.readouterr().err
     assert "source_pose" in stderr and "--source-pose" in stderr and "Traceback" not in stderr
     assert not (tmp_path / "x.png").exists()

@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 
 from pgpis.errors import DataFormatError, PgpisError, Problem
 from pgpis.inference.hub import REVISION_HELP
+from pgpis.parsing.options import add_parser_arguments
 from pgpis.pose.options import add_estimator_arguments
 from pgpis.safe_load import TRUST_HELP
 
@@ -28,7 +29,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--fusion-model", default=None, help="FPDM checkpoints: the IPF export folder if it moved")
     p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
-    add_estimator_arguments(p, used_by="'Pose from a photo'", also=", or none to switch the choice off")
+    add_estimator_arguments(p, used_by="'Pose from a photo' and an uploaded source's keypoints",
+                            also=", or none to switch the choice off")
+    add_parser_arguments(p, used_by="an uploaded source's parsing map, for models that read it (TruePose)",
+                         also=", or none to ask for the map")
     p.add_argument("--max-choices", type=int, default=200, help="at most this many test sources / poses in the lists")
     p.add_argument("--screenshot", default=None, metavar="PNG",
                    help="instead of serving until Ctrl+C: click Generate once in headless Chromium, save the page "
@@ -86,8 +90,12 @@ def build(args: argparse.Namespace):
     catalog = load_catalog(root, parsing=pipe.needs_parsing, limit=args.max_choices) if root else None
     from pgpis.pose.options import parse_options
 
+    from pgpis.app.source_photo import find_parser
+    from pgpis.parsing.options import parser_options
+
     estimator = find_pose_estimator(args.estimator, parse_options(args.estimator_option))
-    demo = build_app(pipe, catalog, checkpoint=str(Path(args.checkpoint)), estimator=estimator)
+    parser = find_parser(args.parser, parser_options(args.parser_option)) if pipe.needs_parsing else None
+    demo = build_app(pipe, catalog, checkpoint=str(Path(args.checkpoint)), estimator=estimator, parser=parser)
     print(f"pgpis app: {pipe.kind} on {pipe.device}, serving http://{args.host}:{args.port}", flush=True)
     return demo
 

@@ -14,9 +14,11 @@ from typing import Any, Callable, Optional, Protocol, Union
 import numpy as np
 from PIL import Image
 
+from pgpis.app.source_photo import PhotoParser, find_parser, source_inputs
 from pgpis.app.sources import Catalog
 from pgpis.data.images import as_rgb
 from pgpis.inference.estimated_poses import retarget_to
+from pgpis.inference.photo_inputs import describe_estimated
 from pgpis.inference.pipeline import Pipeline
 from pgpis.inference.poses import TargetPose, load_target_pose
 
@@ -159,30 +161,32 @@ def _need(value: Any, what: str) -> Any:
     return value
 
 
-def resolve_source(pipe: Pipeline, catalog: Optional[Catalog], req: Request
-                   ) -> tuple[Union[Image.Image, str], Any, Any]:
-    """(photo, parsing map or None, source keypoints or None), only what the pipeline needs."""
+def resolve_source(pipe: Pipeline, catalog: Optional[Catalog], req: Request, parser: Optional[PhotoParser] = None,
+                   estimator: Optional[PoseEstimator] = None) -> tuple[Union[Image.Image, str], Any, Any, dict[str, str]]:
+    """(photo, parsing map or None, source keypoints or None, {input: parser / estimator that made it}), only what
+    the pipeline needs; an uploaded photo's missing inputs are made from it (:mod:`pgpis.app.source_photo`)."""
     need = needs(pipe)
     if req.source_mode == SOURCE_PICK:
         if catalog is None:
             raise ValueError("no dataset to pick a test source from: start the app with --root DIR, or upload a photo")
         name = _need(req.source_name, "pick a test source from the list")
         return (str(catalog.image_path(name)), str(catalog.parsing_path(name)) if need.parsing else None,
-                catalog.keypoints(name) if need.pose else None)
+                catalog.keypoints(name) if need.pose else None, {})
     if req.source_mode != SOURCE_UPLOAD:
         raise ValueError(f"unknown source choice {req.source_mode!r}; use {SOURCE_PICK!r} or {SOURCE_UPLOAD!r}")
     image = as_rgb(_need(req.source_image, "upload a source photo (or pick a test source)"), "the uploaded source photo",
                    min_size=pipe.image_size, what="source photo")
-    parsing = _need(req.parsing_file, "this model reads the source's human-parsing map: upload it (a PNG of LIP class "
-                    "indices, as <root>/parsing/<name>.png)") if need.parsing else None
-    pose = None
-    if need.pose:
-        path = _need(req.source_pose_file, "this model reads the source's pose: upload its keypoint file (.txt PCDMs, "
-                     ".csv CFLD annotation, .json [[x, y], ...])")
+
+    def read_pose(path: str) -> np.ndarray:
         pose = load_target_pose(path).keypoints
         if pose is None:
             raise ValueError("the source pose must be keypoints (.txt, .csv, .json), not a rendered pose image")
-    return image, parsing, pose
+        return pose
+
+    parsing, pose, made = source_inputs(pipe, image, parsing_file=req.parsing_file, pose_file=req.source_pose_file,
+                                        parser=parser, estimator=estimator, need_parsing=need.parsing,
+                                        need_pose=need.pose, read_pose=read_pose)
+    return image, parsing, pose, made
 
 
 def resolve_pose(catalog: Optional[Catalog], req: Request,
@@ -230,9 +234,9 @@ def default_guidance(pipe: Pipeline) -> tuple[float, ...]:
 
 def generate(pipe: Pipeline, catalog: Optional[Catalog], req: Request,
              progress: Optional[Callable[[int, int], None]] = None,
-             estimator: Optional[PoseEstimator] = None) -> Result:
+             estimator: Optional[PoseEstimator] = None, parser: Optional[PhotoParser] = None) -> Result:
     """Run the pipeline on what the user chose; `progress(done, total)` is called after every denoising step."""
-    source, parsing, source_pose = resolve_source(pipe, catalog, req)
+    source, parsing, source_pose, made = resolve_source(pipe, catalog, req, parser, estimator)
     pose = resolve_pose(catalog, req, estimator)
     if req.retarget and req.pose_mode == POSE_PHOTO and estimator is not None and pose.keypoints is not None:
         pose = TargetPose(keypoints=retarget_to(pose.keypoints, source_body(catalog, req, source_pose, estimator)))
@@ -250,16 +254,19 @@ def generate(pipe: Pipeline, catalog: Optional[Catalog], req: Request,
     start = time.perf_counter()
     sample = pipe.generate(source, pose.keypoints if pose.keypoints is not None else pose.image,
                            source_parsing=parsing, guidance=guidance, steps=steps, seed=int(req.seed),
-                           step_hook=hook, **extra)
+                           step_hook=hook, parser=None, source_estimator=None, **extra)
     seconds = time.perf_counter() - start
     h, w = pipe.image_size
     weights = "/".join(f"{g:g}" for g in (req.guidance or default_guidance(pipe)))
     info = (f"{pipe.kind}: {steps} steps, guidance {weights}, seed {int(req.seed)}, {w}x{h} px on {pipe.device.type}, "
             f"{seconds:.1f} s")
+    if made:
+        info += f". From the source photo: {describe_estimated(made)}"
     return Result(pose=render_pose(pipe, pose), sample=for_display(sample), info=info)
 
 
 __all__ = ["Request", "Result", "Needs", "needs", "generate", "resolve_source", "resolve_pose",
            "render_pose", "default_guidance", "for_display", "find_pose_estimator", "PoseEstimator", "PhotoPose",
+           "PhotoParser", "find_parser",
            "source_body",
            "SOURCE_PICK", "SOURCE_UPLOAD", "POSE_PICK", "POSE_FILE", "POSE_PHOTO"]

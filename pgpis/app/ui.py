@@ -23,15 +23,20 @@ KEYPOINT_TYPES = [".txt", ".csv", ".json", ".png", ".jpg", ".jpeg"]
 TITLE = "pgpis: pose-guided person image synthesis"
 
 
-def _user_error(err: Exception) -> gr.Error:
-    """A pgpis / input error as the red message box Gradio shows (the message says what to fix)."""
+def _error_text(err: Exception) -> str:
+    """A pgpis / input error's message (it says what to fix)."""
     if isinstance(err, KeyError) and err.args:
-        message = str(err.args[0])  # str(KeyError) would quote the message
-    elif isinstance(err, (ValueError, PgpisError)):
-        message = str(err)
-    else:
-        message = f"{type(err).__name__}: {err}"
-    return gr.Error(message)
+        return str(err.args[0])  # str(KeyError) would quote the message
+    if isinstance(err, (ValueError, PgpisError)):
+        return str(err)
+    return f"{type(err).__name__}: {err}"
+
+
+def _error_box(err: Exception) -> str:
+    """The whole message for the status box beside the output (Markdown; line breaks kept), where the user looks:
+    a toast would vanish and cut long messages, and raising would turn the output panels into "Error"."""
+    lines = [line.replace("<", "&lt;") for line in _error_text(err).splitlines()]
+    return "**Could not generate.**  \n" + "  \n".join(lines)
 
 
 def _header(pipe: Pipeline, checkpoint: str, catalog: Optional[Catalog]) -> str:
@@ -43,8 +48,9 @@ def _header(pipe: Pipeline, checkpoint: str, catalog: Optional[Catalog]) -> str:
 
 
 def build_app(pipe: Pipeline, catalog: Optional[Catalog] = None, *, checkpoint: str = "",
-              estimator: Optional[gen.PoseEstimator] = None) -> gr.Blocks:
-    """The demo page for one loaded pipeline; `catalog` offers test sources and poses, `estimator` poses from photos."""
+              estimator: Optional[gen.PoseEstimator] = None, parser: Optional[gen.PhotoParser] = None) -> gr.Blocks:
+    """The demo page for one loaded pipeline; `catalog` offers test sources and poses, `estimator` poses from photos
+    (and an uploaded source's keypoints), `parser` an uploaded source's parsing map."""
     needs = gen.needs(pipe)
     pose_types = KEYPOINT_TYPES[:3] if needs.target_keypoints else KEYPOINT_TYPES
     guidance = gen.default_guidance(pipe)
@@ -58,27 +64,28 @@ def build_app(pipe: Pipeline, catalog: Optional[Catalog] = None, *, checkpoint: 
             return None
         return gen.for_display(load_rgb(catalog.image_path(name), name))
 
-    def pose_preview(mode: str, name: Optional[str], path: Optional[str], row: Optional[str]) -> Optional[Image.Image]:
+    def pose_preview(mode: str, name: Optional[str], path: Optional[str], row: Optional[str]) -> tuple[Any, Any]:
+        """(the rendered target pose, the status box): a pose that cannot be read leaves the panel as it was."""
         try:
             if mode == gen.POSE_PICK and catalog is not None and name:
-                return gen.render_pose(pipe, load_target_pose(catalog.keypoints(name)))
+                return gen.render_pose(pipe, load_target_pose(catalog.keypoints(name))), ""
             if mode == gen.POSE_FILE and path:
                 row = (row or "").strip()
-                return gen.render_pose(pipe, load_target_pose(f"{path}#{row}" if row else path))
+                return gen.render_pose(pipe, load_target_pose(f"{path}#{row}" if row else path)), ""
         except (PgpisError, ValueError, KeyError, FileNotFoundError) as err:
-            raise _user_error(err) from err
-        return None
+            return gr.update(), _error_box(err)
+        return None, gr.update()
 
-    def photo_preview(mode: str, photo: Optional[Image.Image]) -> Any:
+    def photo_preview(mode: str, photo: Optional[Image.Image]) -> tuple[Any, Any]:
         """The pose estimated on an uploaded photo, as the model will see it (or no change in other modes)."""
         if mode != gen.POSE_PHOTO or estimator is None:
-            return gr.update()
+            return gr.update(), gr.update()
         if photo is None:
-            return None
+            return None, gr.update()
         try:
-            return gen.render_pose(pipe, load_target_pose(estimator(photo)))
+            return gen.render_pose(pipe, load_target_pose(estimator(photo))), ""
         except (PgpisError, ValueError) as err:
-            raise _user_error(err) from err
+            return gr.update(), _error_box(err)
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(_header(pipe, checkpoint, catalog), elem_id="header")
@@ -94,9 +101,12 @@ def build_app(pipe: Pipeline, catalog: Optional[Catalog] = None, *, checkpoint: 
                 with gr.Group(visible=source_modes[0] == gen.SOURCE_UPLOAD) as upload_group:
                     source_image = gr.Image(label="Source photo", type="pil", sources=["upload"], format="png",
                                             elem_id="source-upload")
-                    parsing_file = gr.File(label="Source parsing map (PNG of LIP class indices)", file_types=[".png"],
-                                           visible=needs.parsing, elem_id="parsing-upload")
-                    source_pose_file = gr.File(label="Source keypoints (.txt / .csv / .json)",
+                    parsing_file = gr.File(label="Source parsing map (PNG of LIP class indices)"
+                                           + (f"; optional: made by {parser.name} when not given" if parser else ""),
+                                           file_types=[".png"], visible=needs.parsing, elem_id="parsing-upload")
+                    source_pose_file = gr.File(label="Source keypoints (.txt / .csv / .json)"
+                                               + (f"; optional: estimated by {estimator.name} when not given"
+                                                  if estimator is not None else ""),
                                                file_types=KEYPOINT_TYPES[:3], visible=needs.pose,
                                                elem_id="source-pose-upload")
             with gr.Column():
@@ -117,7 +127,9 @@ def build_app(pipe: Pipeline, catalog: Optional[Catalog] = None, *, checkpoint: 
                     retarget = (gr.Checkbox(False, label="Retarget to the source's proportions (bone lengths, "
                                             "neck fixed)", elem_id="pose-retarget")
                                 if estimator is not None else gr.State(False))
-                pose_shown = gr.Image(pose_preview(pose_modes[0], first_pose, None, None), label="Rendered target pose",
+                first_render = pose_preview(pose_modes[0], first_pose, None, None)[0]
+                pose_shown = gr.Image(first_render if isinstance(first_render, Image.Image) else None,
+                                      label="Rendered target pose",
                                       type="pil", interactive=False, format="png", elem_id="pose-render")
             with gr.Column():
                 gr.Markdown("### Sample")
@@ -141,17 +153,18 @@ def build_app(pipe: Pipeline, catalog: Optional[Catalog] = None, *, checkpoint: 
 
         def on_pose_mode(mode: str, name, path, row):
             return (gr.update(visible=mode == gen.POSE_PICK), gr.update(visible=mode == gen.POSE_FILE),
-                    pose_preview(mode, name, path, row))
+                    *pose_preview(mode, name, path, row))
 
         source_mode.change(on_source_mode, source_mode, [pick_group, upload_group])
         source_name.change(source_preview, source_name, source_shown)
-        pose_mode.change(on_pose_mode, [pose_mode, pose_name, pose_file, pose_row], [pose_name, file_group, pose_shown])
+        pose_mode.change(on_pose_mode, [pose_mode, pose_name, pose_file, pose_row],
+                         [pose_name, file_group, pose_shown, info])
         if estimator is not None:
             pose_mode.change(lambda mode: gr.update(visible=mode == gen.POSE_PHOTO), pose_mode, photo_group)
-            pose_mode.change(photo_preview, [pose_mode, pose_photo], pose_shown)
-            pose_photo.change(photo_preview, [pose_mode, pose_photo], pose_shown)
+            pose_mode.change(photo_preview, [pose_mode, pose_photo], [pose_shown, info])
+            pose_photo.change(photo_preview, [pose_mode, pose_photo], [pose_shown, info])
         for widget in (pose_name, pose_file, pose_row):
-            widget.change(pose_preview, [pose_mode, pose_name, pose_file, pose_row], pose_shown)
+            widget.change(pose_preview, [pose_mode, pose_name, pose_file, pose_row], [pose_shown, info])
 
         def run(s_mode, s_name, s_image, parsing, s_pose, p_mode, p_name, p_file, p_row, p_photo, p_retarget,
                 n_steps, n_seed, w_1, w_2, progress=gr.Progress()):
@@ -163,9 +176,9 @@ def build_app(pipe: Pipeline, catalog: Optional[Catalog] = None, *, checkpoint: 
             progress(0, desc="denoising")
             try:
                 result = gen.generate(pipe, catalog, req, lambda done, total: progress((done, total), desc="denoising"),
-                                      estimator)
-            except (PgpisError, ValueError, KeyError, FileNotFoundError) as err:
-                raise _user_error(err) from err
+                                      estimator, parser)
+            except (PgpisError, ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
+                return gr.update(), None, _error_box(err)  # the pose panel keeps what it showed
             return result.pose, result.sample, result.info
 
         button.click(run, [source_mode, source_name, source_image, parsing_file, source_pose_file, pose_mode, pose_name,

@@ -1,1 +1,1 @@
-"""Command-line tools registered in `pgpis.cli.TOOLS`, one module per command."""
+"""Command-line tools registered in :data:`pgpis.cli.TOOLS` (application code; libraries never import it)."""

@@ -181,9 +181,14 @@ def _pascal_palette() -> list[int]:
 PARSING_PALETTE = _pascal_palette()
 
 
-def write_parsing_png(path: str | os.PathLike, labels: np.ndarray) -> None:
-    """Save class indices as a palette ("P") PNG, the format human parsers (SCHP) write."""
+def parsing_image(labels: np.ndarray) -> Image.Image:
+    """Class indices as a palette ("P") image with :data:`PARSING_PALETTE`, the format human parsers (SCHP) write."""
     arr = np.ascontiguousarray(labels, dtype=np.uint8)
     im = Image.frombytes("P", (arr.shape[1], arr.shape[0]), arr.tobytes())
     im.putpalette(PARSING_PALETTE)
-    im.save(path)
+    return im
+
+
+def write_parsing_png(path: str | os.PathLike, labels: np.ndarray) -> None:
+    """Save class indices as a palette ("P") PNG, the format human parsers (SCHP) write."""
+    parsing_image(labels).save(path)

@@ -35,6 +35,7 @@ from pgpis.data.phoenix.layout import FRAME_SIZE
 from pgpis.errors import DataFormatError, Problem
 from pgpis.inference.hub import REVISION_HELP
 from pgpis.inference.inputs import MissingInputError
+from pgpis.parsing.options import add_parser_arguments
 from pgpis.pose.options import add_estimator_arguments
 from pgpis.safe_load import TRUST_HELP
 
@@ -270,7 +271,8 @@ def build_parser():
     p.add_argument("--driving-video", default=None, metavar="CLIP",
                    help="instead of --poses: take the pose sequence from a video of someone moving (.mp4, .gif, ...), "
                         "estimated frame by frame (docs/pose.md)")
-    add_estimator_arguments(p, used_by="--driving-video")
+    add_estimator_arguments(p, used_by="--driving-video, and the source's keypoints when the model reads them and "
+                            "--source-pose is not given")
     p.add_argument("--retarget", action="store_true",
                    help="--driving-video: rescale the driving bones to the source person's proportions (one scale "
                         "per bone for the whole clip; source keypoints from --source-pose, else estimated on --source)")
@@ -278,9 +280,13 @@ def build_parser():
                    help="--driving-video: the skeleton to estimate (default: the checkpoint's, OpenPose-18 for "
                         "DeepFashion models, whole-body COCO-133 for Phoenix models)")
     p.add_argument("--video", default=None, help="entry of --poses to use when it holds several (e.g. test/<video>)")
-    p.add_argument("--parsing", default=None, help="the source's LIP parsing map, for models that read it (TruePose)")
+    p.add_argument("--parsing", default=None, help="the source's LIP parsing map, for models that read it (TruePose); "
+                                                   "not given: made from --source by --parser")
+    add_parser_arguments(p, used_by="models that read a parsing map, when --parsing is not given",
+                         also=", or none to require --parsing")
     p.add_argument("--source-pose", default=None, help="the source's OpenPose-18 keypoint file, for models that read "
-                                                       "the source pose (TruePose with source_pose: true)")
+                                                       "the source pose (TruePose with source_pose: true); not given: "
+                                                       "estimated on --source by --estimator")
     p.add_argument("--out", required=True, help="clip.gif (always available) or clip.mp4 (needs imageio-ffmpeg or av)")
     p.add_argument("--pose-frame", type=int, nargs=2, default=list(FRAME_SIZE), metavar=("H", "W"),
                    help="frame the keypoints are in (default: the Phoenix frame %(default)s)")
@@ -335,6 +341,30 @@ def _driving_sequence(args, data: dict) -> tuple[np.ndarray, Size, Optional[floa
     return seq, frame_of(skeleton), fps
 
 
+def _source_inputs(pipe, args) -> tuple:
+    """(parsing map, source keypoints) for every frame: as given, else made from --source for a model that reads them
+    (:mod:`pgpis.inference.photo_inputs`), saying which parser / estimator made them."""
+    import sys
+
+    from pgpis.inference.photo_inputs import describe_estimated, source_input_makers
+    from pgpis.parsing.options import parser_options
+    from pgpis.pose.options import parse_options
+
+    made = source_input_makers(pipe, parser=args.parser, parser_options=parser_options(args.parser_option),
+                               estimator=args.estimator, estimator_options=parse_options(args.estimator_option),
+                               parsing_given=args.parsing is not None, pose_given=args.source_pose is not None)
+    parsing, source_pose, estimated = args.parsing, args.source_pose, {}
+    if made["parser"] is not None:
+        parsing = pipe.parse_source(args.source, parser=made["parser"])
+        estimated["source_parsing"] = made["parser"].name
+    if made["source_estimator"] is not None:
+        source_pose = pipe.source_keypoints(args.source, estimator=made["source_estimator"])
+        estimated["source_pose"] = made["source_estimator"].name
+    if estimated:
+        print(f"pgpis animate: from the source photo {args.source}: {describe_estimated(estimated)}", file=sys.stderr)
+    return parsing, source_pose
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`pgpis animate` (registered in :data:`pgpis.cli.TOOLS`)."""
     import sys
@@ -382,9 +412,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     guidance = None if args.guidance is None else (args.guidance[0] if len(args.guidance) == 1 else args.guidance)
     try:
+        parsing, source_pose = _source_inputs(pipe, args)
         frames = animate_frames(pipe, args.source, poses, seed=args.seed, batch_size=args.batch_size,
                                 guidance=guidance, steps=args.steps, scheduler=args.scheduler, on_frame=finish,
-                                source_parsing=args.parsing, source_pose=args.source_pose)
+                                source_parsing=parsing, source_pose=source_pose)
     except MissingInputError as err:  # what the checkpoint needs and how to give it
         print(f"pgpis animate: {err}", file=sys.stderr)
         return 2

@@ -10,7 +10,9 @@ from typing import Optional, Sequence
 from pgpis.errors import DataFormatError, Problem
 from pgpis.inference.hub import REVISION_HELP
 from pgpis.inference.inputs import MissingInputError
-from pgpis.pose.options import add_estimator_arguments
+from pgpis.inference.photo_inputs import describe_estimated, source_input_makers
+from pgpis.parsing.options import add_parser_arguments, parser_options
+from pgpis.pose.options import add_estimator_arguments, parse_options
 from pgpis.safe_load import TRUST_HELP
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
@@ -97,12 +99,15 @@ def generate_main(argv: Sequence[str]) -> int:
                                        "[[x, y], ...] in the 256x176 frame) or a rendered pose image")
     parser.add_argument("--pose-image", help="target pose taken from another person's photo by a pose estimator "
                                              "(instead of --pose; see docs/pose.md)")
-    add_estimator_arguments(parser, used_by="--pose-image")
+    add_estimator_arguments(parser, used_by="--pose-image, and the source's keypoints when the model reads them and "
+                            "--source-pose is not given", also=", or none to never estimate the source's keypoints")
     parser.add_argument("--retarget", action="store_true", help="--pose-image: rescale the pose's bones to the "
                         "source person's proportions (neck fixed; source keypoints from --source-pose, else "
                         "estimated on --source)")
     parser.add_argument("--parsing", help="the source's LIP parsing map (PNG of class indices), for models that read "
-                                          "it (TruePose)")
+                                          "it (TruePose); not given: made from --source by --parser")
+    add_parser_arguments(parser, used_by="models that read a parsing map, when --parsing is not given",
+                         also=", or none to require --parsing")
     parser.add_argument("--source-pose", help="the source person's keypoints (same formats as --pose), for models that "
                                               "read the source pose (TruePose with source_pose: true)")
     parser.add_argument("--pairs", help="'from,to' CSV of image names in --root (e.g. fasion-resize-pairs-test.csv)")
@@ -160,8 +165,14 @@ def generate_main(argv: Sequence[str]) -> int:
                 pose = PoseFromImage(args.pose_image, estimator, retarget=args.retarget)
                 print(f"pgpis generate: target pose from {args.pose_image} ({estimator.name}"
                       f"{', retargeted to the source' if args.retarget else ''})")
+            made = source_input_makers(pipe, parser=args.parser, parser_options=parser_options(args.parser_option),
+                                       estimator=args.estimator, estimator_options=parse_options(args.estimator_option),
+                                       parsing_given=bool(args.parsing), pose_given=bool(args.source_pose))
             image = pipe.generate(args.source, pose, source_parsing=args.parsing, source_pose=args.source_pose,
-                                  seed=args.seed, progress=True, **common)
+                                  seed=args.seed, progress=True, **made, **common)
+            if pipe.estimated:
+                print(f"pgpis generate: from the source photo {args.source}: {describe_estimated(pipe.estimated)}",
+                      file=sys.stderr)
             out = Path(args.out)
             out.parent.mkdir(parents=True, exist_ok=True)
             write_image(image, out)

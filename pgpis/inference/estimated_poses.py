@@ -53,19 +53,21 @@ def open_photo(image: PhotoInput, what: str = "pose photo") -> np.ndarray:
 
 
 class EstimatorCache:
-    """Estimators built once per (name, options) and reused: loading a backend's models costs seconds."""
+    """Estimators (or parsers: ``loader``) built once per (name, options) and reused: loading a backend costs seconds."""
 
-    def __init__(self) -> None:
+    def __init__(self, loader: Optional[Any] = None) -> None:
         self._built: dict[tuple[str, tuple], Any] = {}
+        self._loader = loader
 
     def get(self, spec: EstimatorSpec, options: Optional[Mapping[str, Any]] = None) -> Any:
         if not isinstance(spec, str):
             return spec
         key = (spec, tuple(sorted((k, repr(v)) for k, v in (options or {}).items())))
         if key not in self._built:
-            from pgpis.pose import load_estimator
-
-            self._built[key] = load_estimator(spec, **dict(options or {}))
+            loader = self._loader
+            if loader is None:
+                from pgpis.pose import load_estimator as loader
+            self._built[key] = loader(spec, **dict(options or {}))
         return self._built[key]
 
 
@@ -75,9 +77,11 @@ def _no_person(what: str, where: str, name: str) -> DataFormatError:
                                    "pose), or give the pose as a keypoint file"))
 
 
-def body_from_photo(photo: PhotoInput, estimator: Any, *, what: str = "pose photo") -> np.ndarray:
+def body_from_photo(photo: PhotoInput, estimator: Any, *, what: str = "pose photo", fit: str = "contain") -> np.ndarray:
     """``float32 [18, 2]`` OpenPose-18 in the CFLD 256x176 frame, estimated on `photo`; -1 missing.
 
+    ``fit="contain"`` (a pose to drive another image) keeps the photo's proportions; ``fit="stretch"`` scales each
+    axis as the photo itself is resized to the model's size (the source person's own keypoints).
     A photo with no person is an error (a pose of nobody would generate nothing meaningful).
     """
     rgb = open_photo(photo, what)
@@ -85,7 +89,7 @@ def body_from_photo(photo: PhotoInput, estimator: Any, *, what: str = "pose phot
     if not est.found:
         where = str(photo) if isinstance(photo, (str, os.PathLike)) else f"<{what}>"
         raise _no_person(what, where, str(getattr(estimator, "name", type(estimator).__name__)))
-    return fmt.body_in_frame(est.body, est.image_size, kpt.CFLD_FRAME, fit="contain")
+    return fmt.body_in_frame(est.body, est.image_size, kpt.CFLD_FRAME, fit=fit)
 
 
 def retarget_to(driving: np.ndarray, source: np.ndarray) -> np.ndarray:

@@ -10,9 +10,14 @@ with, including cached conditioning and batched guidance branches.
 
 Which inputs beyond the source image and the target pose a model needs (the
 source parsing map, the source pose, target keypoints) depends on its config;
-:attr:`Pipeline.needs` asks the denoiser (:mod:`pgpis.inference.inputs`), and a
-call that lacks one gets a :class:`~pgpis.inference.inputs.MissingInputError`
-naming the input, the config key that asks for it and how to give it.
+:attr:`Pipeline.needs` asks the denoiser (:mod:`pgpis.inference.inputs`). What the
+source photo itself can give is made from it when the call does not give it: the
+parsing map by a human parser (:mod:`pgpis.parsing`, SCHP on LIP by default) and
+the source keypoints by a pose estimator (:mod:`pgpis.pose`, mediapipe by default);
+:attr:`Pipeline.estimated` says which were used. With those switched off
+(``parser=None`` / ``source_estimator=None``) a call that lacks an input gets a
+:class:`~pgpis.inference.inputs.MissingInputError` naming the input, the config
+key that asks for it and how to give it.
 
 Sources (see :func:`load_pipeline`): a Lightning checkpoint written by
 ``pgpis fit`` (the model config and the DataModule's hyper-parameters travel in
@@ -42,6 +47,9 @@ from pgpis.inference.estimated_poses import EstimatorCache, PoseFromImage, body_
 from pgpis.inference.estimated_poses import retarget_to as retarget_to_body
 from pgpis.inference.hub import resolve_checkpoint
 from pgpis.inference.poses import PoseInput, TargetPose, load_target_pose
+
+#: what makes a source input the call did not give: a name / class path or a built parser / estimator, None: off
+DEFAULT_PARSER, DEFAULT_SOURCE_ESTIMATOR = "schp-lip", "mediapipe"
 
 Size = tuple[int, int]
 ImageInput = Union[Image.Image, str, os.PathLike]
@@ -123,6 +131,8 @@ class Pipeline:
         self.config = dict(config or {})  # the module's hyper-parameters (class paths) for export
         self._keys_read: Optional[tuple[str, ...]] = None
         self._estimators = EstimatorCache()
+        self._parsers = EstimatorCache(_load_parser)
+        self.estimated: dict[str, str] = {}  # input -> the parser / estimator that made it in the last generate()
         self.to(device, dtype)
 
     # ------------------------------------------------------------------ placement
@@ -287,6 +297,47 @@ class Pipeline:
         return TargetPose(keypoints=self.pose_from_image(pose.image, estimator=pose.estimator, retarget_to=target,
                                                          **dict(pose.options)))
 
+    # ------------------------------------------------------------------ source inputs from the source photo
+    def parse_source(self, photo: Union[ImageInput, np.ndarray], *, parser: Any = DEFAULT_PARSER,
+                     **options: Any) -> np.ndarray:
+        """``uint8 [H, W]`` LIP class map of a source photo (at the photo's size), the ``source_parsing`` TruePose reads.
+
+        ``parser``: ``"schp-lip"`` (default, SCHP on LIP: what TruePose used), ``"schp-atr"``, a class path or a built
+        parser (:mod:`pgpis.parsing`, docs/parsing.md); ``options`` go to its constructor (built once per pipeline).
+        """
+        from pgpis.parsing import parse_lip
+
+        return parse_lip(self._parsers.get(parser, options), _photo_pixels(photo))
+
+    def source_keypoints(self, photo: Union[ImageInput, np.ndarray], *, estimator: Any = DEFAULT_SOURCE_ESTIMATOR,
+                         **options: Any) -> np.ndarray:
+        """OpenPose-18 ``float32 [18, 2]`` of the source person in the CFLD 256x176 frame, scaled per axis as the
+        photo is resized to the model's size (the keypoints belong to it); a photo with no person is an error."""
+        est = self._estimators.get(estimator, options)
+        return body_from_photo(_photo_pixels(photo), est, what="source photo", fit="stretch")
+
+    def _estimate_source_inputs(self, sources: Sequence[Any], parsings: Optional[list], source_poses: Optional[list],
+                                parser: Any, source_estimator: Any) -> tuple[Optional[list], Optional[list]]:
+        """Fill in the parsing map / source pose the model reads and the call did not give, from the source photos
+        (each distinct photo once), recording in :attr:`estimated` which parser / estimator made them."""
+        if parsings is None and parser is not None and self.needs_parsing:
+            built = self._parsers.get(parser)
+            maps: dict[Any, np.ndarray] = {}
+            for s in sources:
+                if _photo_key(s) not in maps:
+                    maps[_photo_key(s)] = self.parse_source(s, parser=built)
+            parsings = [maps[_photo_key(s)] for s in sources]
+            self.estimated["source_parsing"] = str(getattr(built, "name", type(built).__name__))
+        if source_poses is None and source_estimator is not None and self.needs_source_pose:
+            est = self._estimators.get(source_estimator)
+            bodies: dict[Any, TargetPose] = {}
+            for s in sources:
+                if _photo_key(s) not in bodies:
+                    bodies[_photo_key(s)] = TargetPose(keypoints=self.source_keypoints(s, estimator=est))
+            source_poses = [bodies[_photo_key(s)] for s in sources]
+            self.estimated["source_pose"] = str(getattr(est, "name", type(est).__name__))
+        return parsings, source_poses
+
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
     def generate(
@@ -305,6 +356,8 @@ class Pipeline:
         batch_size: Optional[int] = None,
         progress: bool = False,
         step_hook: Optional[Callable] = None,
+        parser: Any = DEFAULT_PARSER,
+        source_estimator: Any = DEFAULT_SOURCE_ESTIMATOR,
     ) -> Union[Image.Image, list[Image.Image]]:
         """Images of the source person(s) in the target pose(s).
 
@@ -316,8 +369,14 @@ class Pipeline:
                 person's photo, see :meth:`pose_from_image`), or a list of these. One source with many poses
                 (or the reverse) broadcasts.
             source_parsing: LIP class map(s) of the source, when the model reads them (:attr:`needs`; TruePose).
+                Not given: made from the source photo by `parser`.
             source_pose: the source person's pose(s), in the forms `target_pose` takes, when the model reads it
                 (:attr:`needs`; TruePose with ``source_pose: true``); rendered as the DataModule renders it.
+                Not given: estimated on the source photo by `source_estimator`.
+            parser: the human parser for a missing `source_parsing` (:meth:`parse_source`; a name, class path or
+                built parser); None: a missing map is a MissingInputError.
+            source_estimator: the pose estimator for a missing `source_pose` (:meth:`source_keypoints`); None: off.
+                :attr:`estimated` names the parser / estimator a call used.
             guidance: number (CFG scale; FPDM: w_s = w_f), pair (FPDM's w_s, w_f) or a GuidancePolicy;
                 default: the model's (FPDM: cumulative 2.0/2.0, TruePose: CFG 3.5).
             steps, scheduler, eta: sampling (default: the model's sampler; scheduler is a diffusers class name).
@@ -353,6 +412,10 @@ class Pipeline:
         poses = [self._resolve_estimated(p, s, source_poses[i] if source_poses is not None else None)
                  for i, (p, s) in enumerate(zip(poses, sources))]
         targets = [p if isinstance(p, TargetPose) else load_target_pose(p, pose_frame) for p in poses]
+        self.estimated = {}
+        if not self.needs_keypoints or all(t.keypoints is not None for t in targets):  # else: that error first
+            parsings, source_poses = self._estimate_source_inputs(sources, parsings, source_poses, parser,
+                                                                  source_estimator)
         policy, sampler = self.guidance_policy(guidance), self.sampler(steps, scheduler, eta)
         chunk = batch_size or n
         bar = None
@@ -372,6 +435,22 @@ class Pipeline:
         if bar is not None:
             bar.close()
         return out[0] if single else out
+
+
+def _load_parser(name: str, **options: Any) -> Any:
+    from pgpis.parsing import load_parser
+
+    return load_parser(name, **options)
+
+
+def _photo_pixels(photo: Union[ImageInput, np.ndarray]) -> np.ndarray:
+    """RGB uint8 pixels of a source photo, opened as the batch opens it (so a map lands on the pixels used)."""
+    return photo if isinstance(photo, np.ndarray) else np.asarray(_open_image(photo, "source image"))
+
+
+def _photo_key(photo: Any) -> Any:
+    """The same photo given twice (broadcast to many poses) is estimated once."""
+    return str(Path(photo)) if isinstance(photo, (str, os.PathLike)) else id(photo)
 
 
 def _progress_hook(bar, inner: Optional[Callable]) -> Optional[Callable]:

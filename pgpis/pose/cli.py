@@ -20,7 +20,6 @@ records the estimator, the format, the frame and the counts; resuming with anoth
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -32,7 +31,7 @@ from PIL import Image
 from pgpis.data import keypoints as kpt
 from pgpis.errors import DataFormatError, PgpisError, Problem
 from pgpis.pose import formats as fmt
-from pgpis.pose.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_frames, read_image
+from pgpis.pose.media import Source, cfld_name, discover, read_frames, read_image
 from pgpis.pose.options import add_estimator_arguments, parse_options
 from pgpis.pose.preview import PreviewItem, spread, write_preview
 
@@ -43,15 +42,6 @@ FRAME_NAME = "frame{:04d}"
 
 class ExtractError(PgpisError, ValueError):
     """A problem with the command as a whole (inputs, --out, a record from another run), before any file is made."""
-
-
-@dataclass(frozen=True)
-class Source:
-    """One input file: an image or a video, with its path relative to the input it was found under."""
-
-    path: Path
-    rel: PurePosixPath
-    kind: str  # "image" | "video"
 
 
 @dataclass
@@ -66,58 +56,6 @@ class Tally:
 
 
 # --------------------------------------------------------------------------- inputs
-def _kind(path: Path) -> Optional[str]:
-    suffix = path.suffix.lower()
-    return "image" if suffix in IMAGE_SUFFIXES else "video" if suffix in VIDEO_SUFFIXES else None
-
-
-def discover(inputs: Sequence[str]) -> list[Source]:
-    """Every image and video under `inputs`, each named by its path relative to the folder it was found in."""
-    found: list[Source] = []
-    problems: list[Problem] = []
-    for given in inputs:
-        path = Path(given)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and _kind(p) and not p.name.startswith("."))
-            if not files:
-                problems.append(Problem(str(path), "the folder holds no image or video files",
-                                        f"images: {' '.join(IMAGE_SUFFIXES)}; videos: {' '.join(VIDEO_SUFFIXES)}"))
-            found += [Source(p, PurePosixPath(p.relative_to(path).as_posix()), _kind(p)) for p in files]
-        elif path.is_file():
-            kind = _kind(path)
-            if kind is None:
-                problems.append(Problem(str(path), f"not an image or video file ('{path.suffix}')",
-                                        f"give images ({' '.join(IMAGE_SUFFIXES)}), videos "
-                                        f"({' '.join(VIDEO_SUFFIXES)}) or folders of them"))
-            else:
-                found.append(Source(path, PurePosixPath(path.name), kind))
-        else:
-            problems.append(Problem(str(path), "no such file or folder", "check the path"))
-    seen: dict[PurePosixPath, Path] = {}
-    for s in found:  # a.jpg and a.png would both write a.txt (pcdms) / the video key a (npz)
-        key = s.rel.with_suffix("")
-        if key in seen:
-            problems.append(Problem(str(s.path), f"would write the same output '{key}' as {seen[key]}",
-                                    "rename one of them, or extract the two to different --out locations"))
-        seen.setdefault(key, s.path)
-    if problems:
-        raise DataFormatError(problems)
-    return found
-
-
-def cfld_name(rel: PurePosixPath) -> str:
-    """The annotation name of an image: its canonical DeepFashion name for a PCDMs ``img/...`` path, else ``rel``."""
-    from pgpis.data.deepfashion.layout import pcdms_relpath_to_name
-
-    text = rel.as_posix()
-    for candidate in (text, f"img/{text}"):
-        try:
-            return pcdms_relpath_to_name(candidate)
-        except ValueError:
-            continue
-    return text
-
-
 def video_key(rel: PurePosixPath) -> str:
     return rel.with_suffix("").as_posix()
 
@@ -305,17 +243,10 @@ def _check_out(out: Path, fmt_name: str, overwrite: bool) -> None:
 
 
 def _check_record(path: Path, estimator: str, fmt_name: str, overwrite: bool) -> None:
-    if overwrite or not path.is_file():
-        return
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return  # a damaged record: this run writes a new one
-    for key, now in (("estimator", estimator), ("format", fmt_name)):
-        if old.get(key) != now:
-            raise ExtractError(f"{path}: the files there were written with {key} {old.get(key)!r}, this run uses "
-                               f"{now!r}; resuming would mix the two. Fix: rerun with the same --estimator/--format, "
-                               "pass --overwrite to extract everything again, or choose another --out")
+    conflict = None if overwrite else fmt.record_conflict(path, {"estimator": estimator, "format": fmt_name})
+    if conflict:
+        raise ExtractError(f"{path}: {conflict}; resuming would mix the two. Fix: rerun with the same "
+                           "--estimator/--format, pass --overwrite to extract everything again, or choose another --out")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,7 +22,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
 
@@ -233,6 +233,25 @@ def write_record(path: str | os.PathLike, record: dict) -> Path:
     return path
 
 
+def record_conflict(path: str | os.PathLike, expected: Mapping[str, Any]) -> Optional[str]:
+    """How the run recorded at `path` differs from `expected` (e.g. ``{"estimator": ..., "format": ...}``), or None.
+
+    None also when there is no record or it does not parse (the new run writes a fresh one). Resumable commands
+    refuse a difference: resuming would mix the output of two estimators (parsers, formats) in one folder.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    for key, now in expected.items():
+        if old.get(key) != now:
+            return f"the files there were written with {key} {old.get(key)!r}, this run uses {now!r}"
+    return None
+
+
 def remove_stale_temps(folder: Path, names: Iterable[str] = ("*.tmp-*",)) -> None:
     """Delete temp files a killed run left (dot-names with ``.tmp-``), so no reader meets half a file."""
     if folder.is_dir():
@@ -243,5 +262,5 @@ def remove_stale_temps(folder: Path, names: Iterable[str] = ("*.tmp-*",)) -> Non
 
 
 __all__ = ["FORMATS", "FRAMES", "PHOENIX_FRAME", "CFLD_HEADER", "to_frame", "body_in_frame", "body_in_pcdms_frame",
-           "wholebody_in_phoenix_frame", "write_pcdms", "pcdms_is_valid", "write_npz", "npz_is_valid",
+           "wholebody_in_phoenix_frame", "write_pcdms", "pcdms_is_valid", "write_npz", "npz_is_valid", "record_conflict",
            "CfldAnnotationWriter", "write_record", "remove_stale_temps"]

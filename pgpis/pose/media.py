@@ -1,4 +1,7 @@
-"""Reading the pictures a pose estimator looks at: image files as pgpis's DataModules read them, video frames.
+"""Finding and reading the pictures a pose estimator or a human parser looks at: image files, video frames.
+
+:func:`discover` turns the command line's files and folders into :class:`Source` s (`pgpis pose extract`,
+`pgpis parse`), each named by its path relative to the folder it was found in.
 
 Images are read by :func:`pgpis.data.images.load_rgb`, as the DataModules and every other entry point read
 them (EXIF orientation applied: a phone photo stored sideways is upright), so keypoints written for a file land
@@ -8,12 +11,15 @@ webm through imageio-ffmpeg; GIF through Pillow), never whole into memory.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Iterator, Optional
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
 from pgpis.data.images import load_rgb
+
+from pgpis.errors import DataFormatError, Problem
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".gif")
@@ -51,4 +57,67 @@ def video_fps(path: str | os.PathLike) -> Optional[float]:
     return float(fps) if fps else None
 
 
-__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "read_image", "read_frames", "video_fps"]
+@dataclass(frozen=True)
+class Source:
+    """One input file: an image or a video, with its path relative to the input it was found under."""
+
+    path: Path
+    rel: PurePosixPath
+    kind: str  # "image" | "video"
+
+
+def kind_of(path: Path) -> Optional[str]:
+    """Whether `path` is an "image" or a "video" (by its suffix); None for any other file."""
+    suffix = path.suffix.lower()
+    return "image" if suffix in IMAGE_SUFFIXES else "video" if suffix in VIDEO_SUFFIXES else None
+
+
+def discover(inputs: Sequence[str]) -> list[Source]:
+    """Every image and video under `inputs`, each named by its path relative to the folder it was found in."""
+    found: list[Source] = []
+    problems: list[Problem] = []
+    for given in inputs:
+        path = Path(given)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and kind_of(p) and not p.name.startswith("."))
+            if not files:
+                problems.append(Problem(str(path), "the folder holds no image or video files",
+                                        f"images: {' '.join(IMAGE_SUFFIXES)}; videos: {' '.join(VIDEO_SUFFIXES)}"))
+            found += [Source(p, PurePosixPath(p.relative_to(path).as_posix()), kind_of(p)) for p in files]
+        elif path.is_file():
+            kind = kind_of(path)
+            if kind is None:
+                problems.append(Problem(str(path), f"not an image or video file ('{path.suffix}')",
+                                        f"give images ({' '.join(IMAGE_SUFFIXES)}), videos "
+                                        f"({' '.join(VIDEO_SUFFIXES)}) or folders of them"))
+            else:
+                found.append(Source(path, PurePosixPath(path.name), kind))
+        else:
+            problems.append(Problem(str(path), "no such file or folder", "check the path"))
+    seen: dict[PurePosixPath, Path] = {}
+    for s in found:  # a.jpg and a.png would both write a.txt (pcdms) / the video key a (npz)
+        key = s.rel.with_suffix("")
+        if key in seen:
+            problems.append(Problem(str(s.path), f"would write the same output '{key}' as {seen[key]}",
+                                    "rename one of them, or write the two to different --out locations"))
+        seen.setdefault(key, s.path)
+    if problems:
+        raise DataFormatError(problems)
+    return found
+
+
+def cfld_name(rel: PurePosixPath) -> str:
+    """The annotation name of an image: its canonical DeepFashion name for a PCDMs ``img/...`` path, else ``rel``."""
+    from pgpis.data.deepfashion.layout import pcdms_relpath_to_name
+
+    text = rel.as_posix()
+    for candidate in (text, f"img/{text}"):
+        try:
+            return pcdms_relpath_to_name(candidate)
+        except ValueError:
+            continue
+    return text
+
+
+__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "Source", "cfld_name", "discover", "kind_of", "read_image", "read_frames",
+           "video_fps"]

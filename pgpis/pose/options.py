@@ -31,13 +31,16 @@ def add_estimator_arguments(parser: argparse.ArgumentParser | argparse._Argument
                              "parses, else as a string)")
 
 
-def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; a VALUE that parses as JSON (numbers, true, lists) is taken as such, else a string."""
+def parse_options(pairs: Sequence[str], flag: str = "--estimator-option") -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; a VALUE that parses as JSON (numbers, true, lists) is taken as such, else a string.
+
+    `flag` names the option in the error (``--parser-option`` for human parsers)."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise EstimatorOptionError(f"--estimator-option {pair!r}: write KEY=VALUE, e.g. mode=lightweight")
+            raise EstimatorOptionError(f"{flag} {pair!r}: write KEY=VALUE, e.g. "
+                                       f"{'model=parsing_lip.onnx' if 'parser' in flag else 'mode=lightweight'}")
         try:
             out[key] = json.loads(value)
         except ValueError:

@@ -33,7 +33,8 @@ class PreviewItem:
     label: str
 
 
-def _cell_image(image: Image.Image, height: int) -> Image.Image:
+def cell_image(image: Image.Image, height: int) -> Image.Image:
+    """`image` at `height` px (an integer upscale for small images, so pixels stay visible squares)."""
     image = image.convert("RGB")
     if image.height < height:
         factor = upscale_factor(image.height, height)
@@ -45,7 +46,7 @@ def _cell_image(image: Image.Image, height: int) -> Image.Image:
 
 def render_pair(item: PreviewItem, height: int = CELL_HEIGHT) -> Image.Image:
     """Image | rendered pose, side by side, each `height` px tall (or an integer multiple for small images)."""
-    cell = _cell_image(item.image, height)
+    cell = cell_image(item.image, height)
     size = (cell.height, cell.width)
     body = kpt.rescale_keypoints(np.asarray(item.body, np.float32)[:, :2], (item.image.height, item.image.width), size)
     pose = Image.fromarray(kpt.render_pose(body, size, kpt.OPENPOSE_18, reference_height=max(256, size[0])))
@@ -62,7 +63,13 @@ def preview_grid(items: Sequence[PreviewItem], columns: int = 4, height: int = C
     """A grid of :func:`render_pair` cells, `columns` pairs a row, each pair centred in the widest pair's slot."""
     if not items:
         raise ValueError("preview_grid: no images to show")
-    pairs = [render_pair(it, height) for it in items]
+    return grid_of([render_pair(it, height) for it in items], columns)
+
+
+def grid_of(pairs: Sequence[Image.Image], columns: int = 4) -> Image.Image:
+    """`pairs` laid out `columns` a row, each centred in the widest one's slot (pose and parsing previews)."""
+    if not pairs:
+        raise ValueError("preview grid: no images to show")
     slot_w, slot_h = max(p.width for p in pairs), max(p.height for p in pairs)
     cols = max(1, min(columns, len(pairs)))
     rows = math.ceil(len(pairs) / cols)
@@ -89,4 +96,5 @@ def spread(n: int, limit: int) -> list[int]:
     return sorted(set(np.linspace(0, n - 1, limit).round().astype(int).tolist()))
 
 
-__all__ = ["PreviewItem", "render_pair", "preview_grid", "write_preview", "spread", "CELL_HEIGHT"]
+__all__ = ["PreviewItem", "render_pair", "preview_grid", "grid_of", "cell_image", "write_preview", "spread",
+           "CELL_HEIGHT", "BACKGROUND"]

@@ -6,10 +6,9 @@ mediapipe or rtmlib; anything with a dot is a user's class path (:mod:`pgpis.pos
 from __future__ import annotations
 
 import importlib
-import inspect
 from typing import Any, Callable
 
-from pgpis.pose.errors import EstimatorUnavailable, InvalidEstimator
+from pgpis.pose.errors import EstimatorUnavailable
 from pgpis.pose.estimate import PoseEstimator
 
 DEFAULT = "mediapipe"
@@ -35,12 +34,10 @@ def load_estimator(name: str = DEFAULT, **options: Any) -> PoseEstimator:
     """
     name = (name or DEFAULT).strip()
     if name in BUILTIN:
+        from pgpis.pose.backends.classpath import check_options
+
         _, cls = _builtin(name)
-        params = inspect.signature(cls).parameters
-        unknown = sorted(set(options) - set(params))
-        if unknown:
-            raise InvalidEstimator(f"estimator {name!r}: unknown option(s) {unknown}. Accepted: "
-                                   f"{', '.join(p for p in params)}.")
+        check_options(name, cls, options)
         return cls(**options)
     if "." in name or ":" in name:
         from pgpis.pose.backends.classpath import load_class_path
