@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+from typing_extensions import override
 
 from pgpis.data import keypoints as kpt
 from pgpis.data.datamodule import PairDataModule
@@ -155,6 +156,7 @@ class PhoenixDataModule(PairDataModule):
         self.index: PhoenixIndex | None = None
         self.triplets: dict[str, np.ndarray] = {}
 
+    @override
     def setup(self, stage: str | None = None) -> None:
         if self.index is not None:
             return
