@@ -1,6 +1,6 @@
 """RWTH-PHOENIX-Weather 2014T as a LightningDataModule: video triplets for training, first-frame test protocol.
 
-Real layout (DESIGN.md 3.3)::
+Real layout (docs/data-formats.md)::
 
     <root>/features/fullFrame-210x260px/{train,dev,test}/<name>/images0001.png ...
     <root>/annotations/manual/PHOENIX-2014-T.{train,dev,test}.corpus.csv   "|" separated
