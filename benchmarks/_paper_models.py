@@ -2,7 +2,7 @@
 
 The FLOP benchmark needs the exact modules of experiments/deepfashion/{fpdm,truepose}.yaml (and the IPF
 fusion model of ipf.yaml) but no weights: the hub ids are mapped to the random-weight presets that
-rebuild the same architectures (pgpis' own presets, DESIGN.md section 6; tests/test_*_fullsize.py check
+rebuild the same architectures (pgpis' own presets, docs/methods.md; tests/test_*_fullsize.py check
 their parameter counts against the bare diffusers / transformers models), the stage-1 export folder is
 replaced by ipf.yaml's model (CLIP ViT-L/14 + Combiner), and the config's ``class_path`` / ``init_args``
 tree is instantiated as LightningCLI would. Build it under ``torch.device("meta")`` and no memory is

@@ -15,6 +15,8 @@ import importlib
 import sys
 from typing import Callable, Sequence
 
+from typing_extensions import override
+
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 # name -> "module:function"; function(argv: list[str]) -> int (exit code)
@@ -62,6 +64,7 @@ def run_lightning_cli(args: Sequence[str] | None = None, run: bool = True):
         raising ArgumentError, which jsonargparse itself catches; only the top-level report changes.
         """
 
+        @override
         def error(self, message: str, ex: Exception | None = None):
             if not self.exit_on_error:
                 return super().error(message, ex)
@@ -74,6 +77,7 @@ def run_lightning_cli(args: Sequence[str] | None = None, run: bool = True):
         every command without pointing at a mistake. Below SafeCheckpointCLI in the MRO, whose
         ``parse_arguments`` runs first and calls this one."""
 
+        @override
         def parse_arguments(self, parser: LightningArgumentParser, args) -> None:  # noqa: ANN001
             self.config = parser.parse_args(args)
 
@@ -85,12 +89,13 @@ def run_lightning_cli(args: Sequence[str] | None = None, run: bool = True):
         model named by the command line / YAML wins; the checkpoint's config fills in only when none is given.
         """
 
-        def _parse_ckpt_path(self) -> None:
+        @override
+        def apply_checkpoint_config(self) -> None:
             sub = self.config.get("subcommand")
             model = self.config[sub].get("model") if sub else None
             if model is not None and getattr(model, "class_path", None):
                 return
-            super()._parse_ckpt_path()
+            super().apply_checkpoint_config()
 
     return PgpisCLI(
         LightningModule,

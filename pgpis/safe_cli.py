@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from lightning.pytorch.cli import LightningCLI
+from typing_extensions import override
 
 from pgpis.safe_load import TRUST_FLAG, load_checkpoint, safe_globals
+from pgpis.training.lightning_compat import CheckpointConfigCLI
 
 
 def pop_trust_flag(args: Optional[Sequence[str]]) -> tuple[Optional[list[str]], bool]:
@@ -36,7 +37,7 @@ def _hparams(ckpt: Any) -> dict[str, Any]:
     return dict(ckpt.get("hyper_parameters") or {}) if isinstance(ckpt, dict) else {}
 
 
-class SafeCheckpointCLI(LightningCLI):
+class SafeCheckpointCLI(CheckpointConfigCLI):
     """LightningCLI whose ``--ckpt_path`` is read weights-only, with pgpis's named errors.
 
     Lightning 2.6 passes ``Trainer.fit(..., weights_only=None)`` through to ``torch.load``, whose default
@@ -53,6 +54,7 @@ class SafeCheckpointCLI(LightningCLI):
         with safe_globals():
             super().__init__(*args, **kwargs)
 
+    @override
     def parse_arguments(self, parser, args) -> None:  # noqa: ANN001 (LightningCLI's signature)
         args, self.trust_checkpoint = pop_trust_flag(args)
         super().parse_arguments(parser, args)
@@ -67,8 +69,9 @@ class SafeCheckpointCLI(LightningCLI):
         ckpt = self.config[sub].get("ckpt_path") if sub else None
         return Path(str(ckpt)) if ckpt and Path(str(ckpt)).is_file() else None
 
-    def _parse_ckpt_path(self) -> None:
-        """Lightning 2.6's ``_parse_ckpt_path`` (the checkpoint's model config fills in the run's) on the config
+    @override
+    def apply_checkpoint_config(self) -> None:
+        """Lightning's step (the checkpoint's model config fills in the run's) on the config
         read above, or read here with ``--trust-checkpoint``: Lightning's own read is always weights-only."""
         ckpt = self._ckpt_file()
         if ckpt is None:

@@ -1,8 +1,8 @@
 """Full-size check: the paper-preset FPDM denoiser (SD-2.1 UNet, DINOv2-L, IPF on CLIP ViT-L/14), random weights.
 
 Expected parameter counts are computed independently of :class:`FPDMDenoiser`:
-the bare diffusers / transformers models built from the DESIGN.md section 6
-configs on the meta device (no memory), plus the paper's layer arithmetic for
+the bare diffusers / transformers models built from the configurations of
+docs/methods.md on the meta device (no memory), plus the paper's layer arithmetic for
 the small FPDM-specific modules. One forward then runs at a small latent on CPU.
 Peak memory ~7 GB (fp32): the models are built once, one after another.
 """
@@ -15,7 +15,7 @@ import torch
 
 pytestmark = pytest.mark.slow
 
-SD21_UNET = dict(  # DESIGN.md section 6, written out here rather than taken from pgpis' presets
+SD21_UNET = dict(  # docs/methods.md (model configurations), written out here rather than taken from pgpis' presets
     in_channels=4, out_channels=4, block_out_channels=(320, 640, 1280, 1280), layers_per_block=2,
     down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
     up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
@@ -65,7 +65,7 @@ def test_paper_preset_fpdm_denoiser_builds_counts_and_runs():
     from pgpis.models.fusion import FusionModel
 
     expected = expected_counts()
-    # the DESIGN.md orders of magnitude, as a check on the independent arithmetic
+    # the parameter counts of docs/methods.md (~865M, DINOv2-L ~300M), as a check on the independent arithmetic
     assert 860e6 < expected["unet"] < 870e6 and 300e6 < expected["source_encoder"] < 310e6
 
     torch.manual_seed(0)

@@ -136,7 +136,7 @@ def test_phoenix_check_and_setup_refuse(synth, tmp_path, capsys, value, containe
 def test_phoenix_frame_is_the_keypoint_frame():
     from pgpis.data.phoenix.layout import FRAME_SIZE
 
-    assert FRAME_SIZE == PHOENIX_FRAME == (260, 210)  # 210 wide x 260 high (DESIGN.md 3.3)
+    assert FRAME_SIZE == PHOENIX_FRAME == (260, 210)  # 210 wide x 260 high (docs/data-formats.md)
 
 
 # ------------------------------------------------------------------ the shared check, at its edges

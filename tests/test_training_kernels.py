@@ -49,7 +49,29 @@ def test_ema_update_lerps_floats_and_copies_integer_buffers():
     assert torch.equal(avg.module.ids, net.ids) and avg.module.ids.dtype == torch.long
 
 
-def test_ema_callback_uses_the_foreach_update():
+def test_ema_callback_uses_the_foreach_update(monkeypatch):
+    """The averaged model the callback builds at setup updates with :func:`ema_multi_update` (int buffers copied)."""
+    import lightning.pytorch.callbacks.weight_averaging as weight_averaging
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    built: list[AveragedModel] = []
+
+    class Recorded(AveragedModel):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(weight_averaging, "AveragedModel", Recorded)
     cb = EMAWeightAveraging(decay=0.95, update_every_n_steps=2)
-    assert "avg_fn" not in cb._kwargs and callable(cb._kwargs["multi_avg_fn"])
-    assert cb.update_every_n_steps == 2
+    model = BoringModel()
+    model.register_buffer("ids", torch.arange(3))
+    cb.setup(None, model, "fit")  # type: ignore[arg-type]
+    assert cb.update_every_n_steps == 2 and len(built) == 1
+    built[0].update_parameters(model)  # first call copies
+    before = model.layer.weight.detach().clone()
+    with torch.no_grad():
+        model.layer.weight.add_(1.0)
+        model.ids.add_(3)
+    built[0].update_parameters(model)
+    torch.testing.assert_close(built[0].module.layer.weight, 0.95 * before + 0.05 * model.layer.weight.detach())
+    assert torch.equal(built[0].module.ids, model.ids)  # Lightning's own avg_fn would lerp the int ids

@@ -1,4 +1,4 @@
-"""UNet builders: presets match DESIGN.md section 6, overrides, offline loading, errors."""
+"""UNet builders: presets match docs/methods.md (model configurations), overrides, offline loading, errors."""
 from __future__ import annotations
 
 import pytest

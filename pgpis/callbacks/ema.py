@@ -18,8 +18,10 @@ from typing import Any, Optional, Union
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging as _LightningEMA
+from lightning.pytorch.callbacks import WeightAveraging
 from torch import Tensor
 from torch.optim.swa_utils import get_ema_multi_avg_fn
+from typing_extensions import override
 
 
 def ema_multi_update(decay: float):
@@ -35,8 +37,12 @@ def ema_multi_update(decay: float):
     return update
 
 
-class EMAWeightAveraging(_LightningEMA):
-    """``lightning.pytorch.callbacks.EMAWeightAveraging`` whose post-training checkpoints resume exactly."""
+class EMAWeightAveraging(WeightAveraging):
+    """``lightning.pytorch.callbacks.EMAWeightAveraging`` whose post-training checkpoints resume exactly.
+
+    Built on Lightning's public ``WeightAveraging`` (Lightning's EMA subclass fixes ``avg_fn``, which
+    ``AveragedModel`` refuses beside the for-each ``multi_avg_fn``); the update schedule is Lightning's EMA one.
+    """
 
     def __init__(
         self,
@@ -47,20 +53,24 @@ class EMAWeightAveraging(_LightningEMA):
         update_starting_at_step: Optional[int] = None,
         update_starting_at_epoch: Optional[int] = None,
     ):
-        super().__init__(device=device, use_buffers=use_buffers, decay=decay, update_every_n_steps=update_every_n_steps,
-                         update_starting_at_step=update_starting_at_step,
-                         update_starting_at_epoch=update_starting_at_epoch)
-        self._kwargs.pop("avg_fn", None)  # AveragedModel prefers multi_avg_fn only when avg_fn is unset
-        self._kwargs["multi_avg_fn"] = ema_multi_update(decay)
+        super().__init__(device=device, use_buffers=use_buffers, multi_avg_fn=ema_multi_update(decay))
+        self.update_every_n_steps = update_every_n_steps
+        self.update_starting_at_step = update_starting_at_step
+        self.update_starting_at_epoch = update_starting_at_epoch
 
+    should_update = _LightningEMA.should_update  # reads the three settings above
+
+    @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._live_state: dict[str, Any] | None = None
         super().setup(trainer, pl_module, stage)
 
+    @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._live_state = deepcopy(pl_module.state_dict())
         super().on_train_end(trainer, pl_module)
 
+    @override
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(trainer, pl_module, checkpoint)
         if getattr(self, "_live_state", None) is not None and "current_model_state" in checkpoint:

@@ -40,6 +40,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
+from typing_extensions import override
 
 from pgpis.callbacks.metrics import SSIM_DESCRIPTION, PairMetrics, format_table
 from pgpis.data.images import load_rgb, to_tensor
@@ -137,9 +138,11 @@ class DDIMInference(pl.Callback):
         self.plan: SplitPlan | None = None  # this rank's last generation plan (kept / regenerated / generated)
 
     # ------------------------------------------------------------------ hooks
+    @override
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.run(trainer, pl_module)
 
+    @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.after_fit:
             self.run(trainer, pl_module)

@@ -50,6 +50,9 @@ from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from typing_extensions import override
+
+from pgpis.training import lightning_compat as compat
 
 
 def step_seed(seed: int, step: int, batch_idx: int, rank: int) -> int:
@@ -73,31 +76,28 @@ class StepCheckpoint(ModelCheckpoint):
 
     _deferred = False
 
+    @override
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         if self.monitor is not None:  # a monitored save waits for its metric: Lightning's own logic
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
             return
-        due = self._every_n_train_steps >= 1 and trainer.global_step % self._every_n_train_steps == 0
+        every = compat.every_n_train_steps(self)
+        due = every >= 1 and trainer.global_step % every == 0
         if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             self._deferred = self._deferred or due
             return
-        if self._deferred and not self._should_skip_saving_checkpoint(trainer):
+        if self._deferred and not compat.should_skip_saving(self, trainer):
             self._deferred = False
-            self._save_now(trainer)
+            compat.save_now(self, trainer)
             return
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
+    @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._last_global_step_saved != trainer.global_step and not bool(trainer.fast_dev_run):
-            self._save_now(trainer)
+        if compat.last_saved_step(self) != trainer.global_step and not bool(trainer.fast_dev_run):
+            compat.save_now(self, trainer)
         super().on_train_end(trainer, pl_module)
-
-    def _save_now(self, trainer: pl.Trainer) -> None:
-        """What ``ModelCheckpoint.on_train_batch_end`` does once an interval is due (top-k, then last)."""
-        candidates = self._monitor_candidates(trainer)
-        self._save_topk_checkpoint(trainer, candidates)
-        self._save_last_checkpoint(trainer, candidates)
 
 
 class StepSeed(Callback):
@@ -112,10 +112,12 @@ class StepSeed(Callback):
     def __init__(self, seed: int | None = None):
         self.seed = seed
 
+    @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.seed is None:
             self.seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
 
+    @override
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
         # global step and batch index (unique per micro-batch), not Lightning's epoch counter, which a resume
         # at an epoch's last batch can mis-count (pgpis.data.datamodule.TrainLoader)
@@ -124,9 +126,11 @@ class StepSeed(Callback):
         np.random.seed(s % 2**32)
         random.seed(s)
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"seed": self.seed}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict.get("seed") is not None:
             self.seed = int(state_dict["seed"])
@@ -147,11 +151,11 @@ class StopOnSignal(Callback):
 
     def __init__(self) -> None:
         self._received: int = 0
-        self._trainer: pl.Trainer | None = None
+        self._fitting: pl.Trainer | None = None  # the trainer whose fit the handlers serve
 
     # ------------------------------------------------------------------ signals
     def _signals(self, trainer: pl.Trainer) -> list[int]:
-        env = trainer._accelerator_connector.cluster_environment
+        env = compat.cluster_environment(trainer)
         requeue = env.requeue_signal if isinstance(env, SLURMEnvironment) else getattr(signal, "SIGUSR1", None)
         return [int(s) for s in dict.fromkeys([signal.SIGTERM, requeue]) if s is not None]
 
@@ -159,19 +163,20 @@ class StopOnSignal(Callback):
         """Async-signal context: no collectives, no I/O beyond forwarding the signal to DDP children."""
         first = not self._received
         self._received = self._received or signum
-        launcher = self._trainer.strategy.launcher if self._trainer is not None else None
-        if first and launcher is not None and hasattr(launcher, "procs"):
-            launcher.kill(signum)  # _SubprocessScriptLauncher: the other local ranks get the same signal
+        if first and self._fitting is not None:
+            compat.forward_signal_to_local_ranks(self._fitting, signum)  # the other local ranks get the same signal
 
+    @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Replace the handlers Lightning registered for this fit (it restores the pre-fit ones at teardown)."""
-        self._received, self._trainer = 0, trainer
+        self._received, self._fitting = 0, trainer
         if threading.current_thread() is not threading.main_thread():
             rank_zero_warn("StopOnSignal: not in the main thread, signals keep Lightning's handlers")
             return
         for signum in self._signals(trainer):
             signal.signal(signum, self._handle)
 
+    @override
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         if (batch_idx + 1) % trainer.accumulate_grad_batches or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
@@ -184,9 +189,10 @@ class StopOnSignal(Callback):
         if received:
             self._received = received
             # Lightning raises SIGTERMException on this flag after this batch completes, on every rank alike
-            trainer._signal_connector.received_sigterm = True
+            compat.stop_after_this_batch(trainer)
 
     # ------------------------------------------------------------------ save, requeue
+    @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, SIGTERMException) or not self._received or trainer.sanity_checking:
             return
@@ -194,7 +200,7 @@ class StopOnSignal(Callback):
         trainer.save_checkpoint(path)
         name = signal.Signals(self._received).name
         rank_zero_info(f"{name}: saved {path} at global step {trainer.global_step}; resume with --ckpt_path last")
-        env = trainer._accelerator_connector.cluster_environment
+        env = compat.cluster_environment(trainer)
         if (trainer.is_global_zero and isinstance(env, SLURMEnvironment) and env.auto_requeue
                 and self._received == env.requeue_signal):
             self._requeue()

@@ -20,6 +20,7 @@ from typing import Any, Optional, Sequence
 import lightning.pytorch as pl
 import torch
 from torch import Tensor
+from typing_extensions import override
 
 from pgpis.callbacks.inference import eval_dataset, save_png
 from pgpis.diffusion.core import move_batch
@@ -53,13 +54,16 @@ class CFGSampling(pl.Callback):
         self._validations = 0
 
     # ------------------------------------------------------------------ checkpointed state
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"noise": self.noise, "seed": self.seed, "num_samples": self.num_samples}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.noise = state_dict.get("noise")
 
     # ------------------------------------------------------------------ hook
+    @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return

@@ -26,6 +26,9 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchdata.stateful_dataloader import StatefulDataLoader
+from typing_extensions import override
+
+from pgpis.training.lightning_compat import loader_samples_yielded
 
 
 class UnpaddedDistributedSampler(DistributedSampler):
@@ -132,9 +135,11 @@ class TrainLoader(StatefulDataLoader):
             self.sampler.set_epoch(self._pass)  # over whatever Lightning set: see the class docstring
         return super().__iter__()
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), self._PASS: self._pass}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state = dict(state_dict)
         saved_pass = state.pop(self._PASS, None)
@@ -142,7 +147,7 @@ class TrainLoader(StatefulDataLoader):
             super().load_state_dict(state)
             return
         self._pass = int(saved_pass)
-        if state.get("_num_yielded", 0) >= len(self):
+        if loader_samples_yielded(state) >= len(self):
             return  # that pass was complete: the next iter() starts pass + 1 afresh
         self._resuming = True
         super().load_state_dict(state)
@@ -202,23 +207,29 @@ class PairDataModule(LightningDataModule):
         return {"num_workers": hp.num_workers, "persistent_workers": hp.persistent_workers and hp.num_workers > 0,
                 "pin_memory": hp.pin_memory}
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         """Saved in every checkpoint: the training order's seed (the loader's position is Lightning's)."""
         return {"shuffle_seed": self.shuffle_seed} if self.shuffle_seed is not None else {}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict.get("shuffle_seed") is not None:
             self.shuffle_seed = int(state_dict["shuffle_seed"])
 
+    @override
     def train_dataloader(self) -> TrainLoader:
         return self._loader(self.dataset("train"), train=True)
 
+    @override
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.dataset("val"), train=False)
 
+    @override
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.dataset("test"), train=False)
 
+    @override
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.dataset("test"), train=False)
 

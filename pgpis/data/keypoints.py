@@ -6,10 +6,10 @@ columns such as a score are carried along untouched). A missing point is
 equals ``MISSING``. Every transform here keeps missing points missing, so a
 missing joint can never be drawn or moved into the frame by accident.
 
-Two skeletons are defined: OpenPose-18 (DeepFashion, DESIGN.md 3.1) and
-COCO-WholeBody-133 (Phoenix14T, DESIGN.md 3.3). The file formats are the CFLD
+Two skeletons are defined: OpenPose-18 (DeepFashion) and
+COCO-WholeBody-133 (Phoenix14T), described in docs/data-formats.md. The file formats are the CFLD
 annotation columns (JSON lists in a 256x176 (h x w) frame) and the PCDMs
-per-image txt files (18 rows ``x y`` in a 256x256 frame, DESIGN.md 3.2).
+per-image txt files (18 rows ``x y`` in a 256x256 frame).
 
 Every keypoint pgpis reads goes through :func:`validate_keypoints` (NaN/inf, points outside the frame
 beyond :data:`KEYPOINT_TOLERANCE_PX`, negatives other than the missing marker), so a bad value is a
@@ -94,7 +94,7 @@ def _mirror_by_name(names: tuple[str, ...]) -> list[int]:
     return perm
 
 
-# --- OpenPose-18 (DESIGN.md 3.1) -------------------------------------------------------------
+# --- OpenPose-18 (docs/data-formats.md) ------------------------------------------------------
 
 OPENPOSE_18 = KeypointSpec(
     name="openpose18",
@@ -116,7 +116,7 @@ OPENPOSE_18 = KeypointSpec(
 )
 
 
-# --- COCO-WholeBody-133 (DESIGN.md 3.3) ------------------------------------------------------
+# --- COCO-WholeBody-133 (docs/data-formats.md) -----------------------------------------------
 
 _BODY17 = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
@@ -352,7 +352,7 @@ point. Formats without a marker (Phoenix's detector output) get the tolerance on
 """
 
 CONFIDENT_SCORE = 0.3
-"""Detector score from which a point counts as detected (DESIGN.md 3.3 drops points below it when rendering).
+"""Detector score from which a point counts as detected (points below it are not drawn).
 
 Only detected points must lie in the frame: HRNet still outputs a location, with a low score, for joints
 outside the image (legs below Phoenix's frame), and pgpis treats those as missing.

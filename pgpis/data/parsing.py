@@ -4,7 +4,7 @@ Parsing maps are class-index arrays ``uint8 [H, W]`` (``torch.long`` in batches)
 never RGB. Category names are shared across label sets ("Upper-clothes",
 "Left-arm", ...), so code that asks for categories works with any label set; a
 name a label set lacks is simply skipped. Parsers confuse left and right, so
-masks merge Left-/Right- classes by default (DESIGN.md 3.4).
+masks merge Left-/Right- classes by default (docs/data-formats.md).
 """
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def resize_parsing(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 # OpenPose-18 index -> parsing categories a present keypoint implies (TruePose's "categories the
-# target pose contains"). From DESIGN.md 3.4: head points -> face/hair/hat/sunglasses; neck ->
+# target pose contains"). As in docs/data-formats.md: head points -> face/hair/hat/sunglasses; neck ->
 # scarf; shoulders -> upper garments; elbows/wrists -> the arm and sleeves (+glove at wrists);
 # hips -> lower garments, belt, bag; knees -> leg and lower garments; ankles -> shoe, socks, leg.
 # Torso-skin (CIHP) is added at the neck and shoulders. Pass your own table to override it.

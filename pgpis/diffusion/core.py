@@ -20,6 +20,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from typing_extensions import override
 
 from pgpis.diffusion.denoiser import ConditionalDenoiser, Conditions, stored_tensor
 from pgpis.diffusion.dropout import ConditionDropout
@@ -28,15 +29,7 @@ from pgpis.diffusion.guidance import GuidancePolicy, NoGuidance
 from pgpis.diffusion.sampler import Sampler, StepHook
 from pgpis.diffusion.schedules import WarmupStepDecay, build_noise_scheduler, loss_target
 from pgpis.optim import adamw
-
-
-def _under_lightning_cli() -> bool:
-    """True while LightningCLI instantiates the model (it then supplies the config as hparams)."""
-    try:
-        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
-    except ImportError:  # private API moved: fall back to dropping module args from hparams
-        return False
-    return _given_hyperparameters.get() is not None
+from pgpis.training.lightning_compat import lightning_cli_is_instantiating
 
 
 class LatentDiffusion(pl.LightningModule):
@@ -74,7 +67,7 @@ class LatentDiffusion(pl.LightningModule):
         seed: int = 0,
     ):
         super().__init__()
-        if _under_lightning_cli():
+        if lightning_cli_is_instantiating():  # LightningCLI supplies the config as hparams
             self.save_hyperparameters()
         else:  # plain Python: modules are in the state dict; pass them again to load_from_checkpoint
             self.save_hyperparameters(ignore=["denoiser", "first_stage"])
@@ -104,7 +97,7 @@ class LatentDiffusion(pl.LightningModule):
     # ------------------------------------------------------------------ training
     def _step_generator(self, salt: int = 0) -> torch.Generator:
         """Generator for this optimisation step: resumable and distinct per rank."""
-        rank = self.trainer.global_rank if self._trainer is not None else 0
+        rank = self.global_rank  # 0 without a Trainer
         key = (self.seed * 1_000_003 + self.global_step * 97 + rank * 7919 + salt) % (2**63)
         return torch.Generator(self.device).manual_seed(key)
 
@@ -125,11 +118,13 @@ class LatentDiffusion(pl.LightningModule):
         out = self.denoiser(noisy, timesteps, conditions, keep)
         return F.mse_loss(out.float(), loss_target(self.noise_scheduler, latents, noise, timesteps).float())
 
+    @override
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         loss = self.diffusion_loss(batch, generator=self._step_generator())
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch[self.target_key]))
         return loss
 
+    @override
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         """Loss of the fully conditioned model at fixed noise (comparable across epochs)."""
         gen = torch.Generator(self.device).manual_seed(self.seed + 10_007 * batch_idx)
@@ -138,6 +133,7 @@ class LatentDiffusion(pl.LightningModule):
         self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=b)
         return loss
 
+    @override
     def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         """Test-split loss (sample generation and image metrics: the ``DDIMInference`` callback)."""
         gen = torch.Generator(self.device).manual_seed(self.seed + 10_007 * batch_idx)
@@ -146,6 +142,7 @@ class LatentDiffusion(pl.LightningModule):
         self.log("test/loss", loss, sync_dist=True, batch_size=b)
         return loss
 
+    @override
     def configure_optimizers(self):
         params = [p for p in self.denoiser.parameters() if p.requires_grad]
         opt = adamw(params, lr=self.lr, weight_decay=self.weight_decay, betas=self.betas)
@@ -205,16 +202,19 @@ class LatentDiffusion(pl.LightningModule):
             out[f"sample_{policy.describe()}"] = self.generate(batch, guidance=policy, noise=noise, conditions=conditions)
         return out
 
+    @override
     def on_train_start(self) -> None:
         self.first_stage.eval()
 
+    @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """A run from a feature store writes the frozen weights it never built, so the file stands alone."""
         from pgpis.store.checkpoint import embed_frozen
 
-        if self._trainer is None or self.trainer.is_global_zero:  # DDP: only rank 0 writes the file
+        if self.global_rank == 0:  # DDP: only rank 0 writes the file (0 without a Trainer)
             embed_frozen(self, checkpoint)
 
+    @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Resuming from a store: the frozen weights are read from it, not loaded into (absent) submodules."""
         from pgpis.store.checkpoint import strip_frozen

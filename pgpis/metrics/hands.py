@@ -1,4 +1,4 @@
-"""Hand metrics for sign-language generation (Phoenix14T): Hand SSIM and Hand PE (DESIGN.md 7).
+"""Hand metrics for sign-language generation (Phoenix14T): Hand SSIM and Hand PE (docs/metrics-protocol.md).
 
 Choices, made explicit:
 

@@ -1,4 +1,4 @@
-"""Pose accuracy: does a generated person really take the target pose? (issue 20, DESIGN.md 7 and 10)
+"""Pose accuracy: does a generated person really take the target pose? (docs/metrics.md)
 
 A pose estimator (:class:`pgpis.pose.PoseEstimator`) finds the OpenPose-18 body
 keypoints on every image; they are compared with the *target* keypoints, given

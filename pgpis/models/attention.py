@@ -6,7 +6,7 @@ no ``forward`` is patched. Per-call data reaches the processors through
 warns about a kwarg a processor does not name, so *every* processor of a
 Siamese UNet is one of ours (:class:`PlainAttnProcessor` where nothing is fused).
 
-Where each piece runs (DESIGN.md section 5, paper eqs. 6-9):
+Where each piece runs (docs/methods.md, TruePose; paper eqs. 6-9):
 
 * **SourceNet** (once per sample, clean latent at t = 0): :class:`CaptureProcessor`
   records the self-attention (attn1) input tokens F' of each selected layer.

@@ -2,7 +2,7 @@
 
 FPDM's stage 1 feeds it the image embedding of the source and of the target
 pose image; its output, L2-normalised, should land on the target image's
-embedding. Layout (DESIGN.md section 4), with D = the encoder's embedding size:
+embedding. Layout (docs/methods.md, FPDM stage 1), with D = the encoder's embedding size:
 
 * source and pose: Linear(D, P)-ReLU-Dropout each, concatenated -> c [2P];
 * residual: Linear(2P, H)-ReLU-Dropout-Linear(H, D) on c;

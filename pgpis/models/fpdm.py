@@ -1,6 +1,6 @@
 """FPDM's denoiser: an SD UNet conditioned on pose, DINOv2 source tokens and the IPF fusion embedding.
 
-Three condition groups (DESIGN.md section 4), each switched per sample by the
+Three condition groups (docs/methods.md, FPDM stage 2), each switched per sample by the
 core's keep-mask (training dropout and guidance branches use the same path):
 
 * ``pose``: the target pose image through a ControlNet-style

@@ -1,6 +1,6 @@
 """FPDM's pose encoder: a ControlNet-style conditioning embedding, zero-initialised.
 
-The paper (DESIGN.md section 4) uses ControlNet's conditioning embedding: conv
+The paper (docs/methods.md, FPDM stage 2) uses ControlNet's conditioning embedding: conv
 3->16, then pairs of convs with stride-2 downsampling 16->32->96->256, SiLU,
 and a zero-initialised final conv to the UNet's first block width. Its output
 is added to the output of the UNet's ``conv_in``, so it must land on the latent

@@ -130,7 +130,7 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         caa_regions: K, the number of lowest-attended regions (paper: 2).
         delta, sigma: eq. 6 weights (paper: 0.6, 0.3).
         label_set: parsing label set of the maps ("lip", "atr", "cihp").
-        keypoint_categories: OpenPose-18 index -> category names (default: the DESIGN 3.4 table).
+        keypoint_categories: OpenPose-18 index -> category names (default: the table in docs/data-formats.md).
         caa_exclude: classes CAA never picks (Background is not a body region).
         downsample_factor: the first stage's factor (pose encoder strides, latent grid).
         pose_block_out_channels: pose encoder widths (default: PoseGuider's, cut to the factor).

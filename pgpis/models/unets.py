@@ -14,7 +14,7 @@ Two ways to get a UNet, with one signature so configs switch by one key:
 
 ``overrides`` change config keys in both cases (``in_channels`` for a
 pixel-unshuffle first stage, ``class_embed_type`` for an added embedding, ...).
-The preset configurations restate DESIGN.md section 6.
+The preset configurations are listed in docs/methods.md (model configurations).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Estimated keypoints written in the three formats pgpis reads (DESIGN.md 3.1-3.3), by pgpis's own writers.
+"""Estimated keypoints written in the three formats pgpis reads (docs/data-formats.md), by pgpis's own writers.
 
 * ``pcdms``: one txt per image, 18 rows ``x y`` in the **256x256** PCDMs frame
   (:func:`pgpis.data.keypoints.write_pcdms_keypoints`): the image's pixels are rescaled to the 176x256

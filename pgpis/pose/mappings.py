@@ -35,7 +35,7 @@ BLAZEPOSE33_NAMES = (
 HAND21_NAMES = ("wrist",) + tuple(f"{f}{i}" for f in ("thumb", "index", "middle", "ring", "pinky")
                                   for i in range(1, 5))
 
-# OpenPose-18 point i <- source index (DESIGN.md section 10)
+# OpenPose-18 point i <- source index (docs/pose-estimators.md)
 COCO17_TO_OPENPOSE18: tuple[int, ...] = (0, NECK, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3)
 BLAZEPOSE33_TO_OPENPOSE18: tuple[int, ...] = (0, NECK, 12, 14, 16, 11, 13, 15, 24, 26, 28, 23, 25, 27, 5, 2, 8, 7)
 SHOULDERS = {"coco17": (5, 6), "blazepose33": (11, 12)}  # (left, right) shoulder of each source layout

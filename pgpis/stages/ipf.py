@@ -27,6 +27,7 @@ import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
+from typing_extensions import override
 
 from pgpis.losses.contrastive import ContrastiveLoss, LossName
 from pgpis.metrics.retrieval import RetrievalCollector, format_table, update_metrics_json
@@ -113,6 +114,7 @@ class IPFCombiner(LightningModule):
         p = embs[2 * b:] if shared else self.fusion.encode_pose(pose)
         return {"source": s, "target": t, "fusion": self.fusion.fuse(s, p)}
 
+    @override
     def forward(self, source: Tensor, pose: Tensor) -> Tensor:
         return self.fusion(source, pose)
 
@@ -123,6 +125,7 @@ class IPFCombiner(LightningModule):
         return self.all_gather(x, sync_grads=True).flatten(0, 1)
 
     # ------------------------------------------------------------------ training
+    @override
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         e = self.embed(batch)
         loss = self.loss_fn(self._global(e["fusion"]), self._global(e["target"]), self._global(e["source"]))
@@ -131,6 +134,7 @@ class IPFCombiner(LightningModule):
             self.log("train/temperature", self.loss_fn.temperature.detach(), batch_size=len(e["fusion"]))
         return loss
 
+    @override
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.parameters() if p.requires_grad]
         return adamw(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
@@ -152,12 +156,15 @@ class IPFCombiner(LightningModule):
         self.retrieval.reset()
         return {"A1": rows["A1"], self.hparams.loss: rows["fusion"]}
 
+    @override
     def on_validation_epoch_start(self) -> None:
         self.retrieval.reset()
 
+    @override
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, "val")
 
+    @override
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:  # a partial gallery would log meaningless numbers
             self.retrieval.reset()
@@ -168,12 +175,15 @@ class IPFCombiner(LightningModule):
                 self.log(f"val/{'A1' if name == 'A1' else 'fusion'}/{k}", v, prog_bar=(name != "A1" and k == "R@1"),
                          sync_dist=True)  # equal on every rank; the mean keeps Lightning's DDP check quiet
 
+    @override
     def on_test_epoch_start(self) -> None:
         self.retrieval.reset()
 
+    @override
     def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, "test")
 
+    @override
     def on_test_epoch_end(self) -> None:
         n_queries, n_gallery = self.retrieval.sizes
         rows = self._retrieval_rows()
@@ -191,6 +201,7 @@ class IPFCombiner(LightningModule):
         """Write the frozen-inference fusion model (config.json + model.safetensors) for stage 2."""
         return self.fusion.save(path)
 
+    @override
     def on_fit_end(self) -> None:
         if self.hparams.export_dir and self.trainer.is_global_zero:
             path = self.export_fusion_model(self.hparams.export_dir)

@@ -16,6 +16,7 @@ from typing import Any, Collection, Optional
 
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import Dataset
+from typing_extensions import override
 
 from pgpis.store.errors import StoreError, StoreMismatchError
 from pgpis.store.parts import SERVED, image_key, pair_key, replaced_encoder_views
@@ -85,6 +86,7 @@ class StoreDataModule(LightningDataModule):
         self._model: Any = None  # the model checked by verify(): which encoder views it still reads
 
     @property
+    @override
     def hparams(self) -> Any:  # the wrapped DataModule's settings (logged, saved, read by callbacks)
         return self.data.hparams
 
@@ -93,9 +95,11 @@ class StoreDataModule(LightningDataModule):
             raise AttributeError(name)
         return getattr(self.data, name)
 
+    @override
     def prepare_data(self) -> None:
         self.data.prepare_data()
 
+    @override
     def setup(self, stage: Optional[str] = None) -> None:
         self.data.trainer = self.trainer
         self.data.setup(stage)
@@ -114,6 +118,7 @@ class StoreDataModule(LightningDataModule):
         if diffs:
             raise StoreMismatchError(self.store, diffs)
 
+    @override
     def train_dataloader(self) -> Any:
         self.data.setup("fit")
         dataset = self.data.dataset("train")
@@ -123,20 +128,26 @@ class StoreDataModule(LightningDataModule):
                 if model is not None and hasattr(model, "denoiser") else set())
         return self.data._loader(StoreDataset(dataset, self.reader, skip), train=True)
 
+    @override
     def val_dataloader(self) -> Any:
         return self.data.val_dataloader()
 
+    @override
     def test_dataloader(self) -> Any:
         return self.data.test_dataloader()
 
+    @override
     def predict_dataloader(self) -> Any:
         return self.data.predict_dataloader()
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return self.data.state_dict()
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.data.load_state_dict(state_dict)
 
+    @override
     def teardown(self, stage: Optional[str] = None) -> None:
         self.data.teardown(stage)

@@ -16,15 +16,18 @@ Remote (fsspec) paths keep Lightning's writer: object stores publish an upload o
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
-from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from typing_extensions import override
 
 from pgpis.atomic import TEMP_INFIX, atomic_write
+
+PathLike = Union[str, "os.PathLike[str]"]  # what CheckpointIO is given: a path or an fsspec URL
 
 
 def stale_temp_files(target: Path) -> list[Path]:
@@ -32,7 +35,7 @@ def stale_temp_files(target: Path) -> list[Path]:
     return sorted(target.parent.glob(f".{target.name}{TEMP_INFIX}*"))
 
 
-def atomic_torch_save(obj: Any, path: _PATH) -> None:
+def atomic_torch_save(obj: Any, path: PathLike) -> None:
     """``torch.save(obj, path)`` so that `path` is never seen half-written, even after a kill or a crash.
 
     Temp files of earlier writes of `path` that were killed midway (up to a checkpoint's size each) are
@@ -45,7 +48,7 @@ def atomic_torch_save(obj: Any, path: _PATH) -> None:
     atomic_write(target, lambda f: torch.save(obj, f), durable=True)
 
 
-def is_local_path(path: _PATH) -> bool:
+def is_local_path(path: PathLike) -> bool:
     """True for plain paths and ``file://`` URLs (fsspec's local filesystem)."""
     protocol = get_filesystem(path).protocol
     return "file" in (protocol if isinstance(protocol, tuple) else (protocol,))
@@ -58,7 +61,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     Loading is Lightning's ``TorchCheckpointIO.load_checkpoint``.
     """
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+    @override
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: PathLike, storage_options: Any | None = None) -> None:
         if storage_options is not None or not is_local_path(path):
             super().save_checkpoint(checkpoint, path, storage_options)
             return

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Wheels the lent GPU machine's image lacks for benchmarks/bench_paper_step_gpu.py (its Python 3.12 already has
-# torch, transformers, lightning, safetensors, torchmetrics; see /work/.library/device/KINDS.md), into .whl/
+# torch, transformers, lightning, safetensors, torchmetrics), into .whl/
 # (git-ignored through .git/info/exclude). Run here, in the repository root, before scripts/gpu/paper_steps.sh.
 set -euo pipefail
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
+from typing_extensions import override
 
 from pgpis.data import keypoints as kpt
 from pgpis.data import parsing as prs
@@ -210,6 +211,7 @@ class DeepFashionDataModule(PairDataModule):
         self.splits: dict[str, list[tuple[str, str]]] = {}
 
     # ------------------------------------------------------------------ set-up
+    @override
     def setup(self, stage: str | None = None) -> None:
         if self.index is not None:
             return

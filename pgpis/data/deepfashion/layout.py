@@ -1,6 +1,6 @@
 """DeepFashion In-shop on disk: the two layouts users have, read into one index.
 
-Both layouts describe the same images (DESIGN.md 3.2); a user has one or the
+Both layouts describe the same images (docs/data-formats.md); a user has one or the
 other, so both are read into the same :class:`DeepFashionIndex`, keyed by the
 **canonical CFLD image name** (``fashionWOMENBlouses_Shirtsid0000000102_1front.jpg``)
 with keypoints in the CFLD **256 (h) x 176 (w)** frame.

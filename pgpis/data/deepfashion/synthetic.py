@@ -38,12 +38,12 @@ RGB = tuple[int, int, int]
 BACKGROUND_RGB: RGB = (236, 234, 229)
 """The one plain, light background colour of every synthetic image (studio-like, as DeepFashion)."""
 
-# OpenPose-18 indices (DESIGN.md 3.1)
+# OpenPose-18 indices (docs/data-formats.md)
 NOSE, NECK, R_SHO, R_ELB, R_WRI, L_SHO, L_ELB, L_WRI = 0, 1, 2, 3, 4, 5, 6, 7
 R_HIP, R_KNE, R_ANK, L_HIP, L_KNE, L_ANK, R_EYE, L_EYE, R_EAR, L_EAR = 8, 9, 10, 11, 12, 13, 14, 15, 16, 17
 FACE_POINTS = (NOSE, R_EYE, L_EYE)  # not visible from behind
 
-# LIP classes (DESIGN.md 3.4). LIP's Left-* is the person's left, i.e. OpenPose's L-* joints.
+# LIP classes (docs/data-formats.md). LIP's Left-* is the person's left, i.e. OpenPose's L-* joints.
 BG, HAIR, UPPER, PANTS, SKIRT, FACE = (LIP.index(c) for c in ("Background", "Hair", "Upper-clothes", "Pants", "Skirt", "Face"))
 ARM = {"R": LIP.index("Right-arm"), "L": LIP.index("Left-arm")}
 LEG = {"R": LIP.index("Right-leg"), "L": LIP.index("Left-leg")}

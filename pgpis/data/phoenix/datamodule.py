@@ -1,6 +1,6 @@
 """RWTH-PHOENIX-Weather 2014T as a LightningDataModule: video triplets for training, first-frame test protocol.
 
-Real layout (DESIGN.md 3.3)::
+Real layout (docs/data-formats.md)::
 
     <root>/features/fullFrame-210x260px/{train,dev,test}/<name>/images0001.png ...
     <root>/annotations/manual/PHOENIX-2014-T.{train,dev,test}.corpus.csv   "|" separated
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+from typing_extensions import override
 
 from pgpis.data import keypoints as kpt
 from pgpis.data.datamodule import PairDataModule
@@ -155,6 +156,7 @@ class PhoenixDataModule(PairDataModule):
         self.index: PhoenixIndex | None = None
         self.triplets: dict[str, np.ndarray] = {}
 
+    @override
     def setup(self, stage: str | None = None) -> None:
         if self.index is not None:
             return

@@ -1,6 +1,6 @@
 """Phoenix14T on disk: corpus CSVs, frame folders, keypoint files -> one validated index; the protocols.
 
-Real layout (DESIGN.md 3.3)::
+Real layout (docs/data-formats.md)::
 
     <root>/features/fullFrame-210x260px/{train,dev,test}/<name>/images0001.png ...
     <root>/annotations/manual/PHOENIX-2014-T.{train,dev,test}.corpus.csv   "|" separated

@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_info
+from typing_extensions import override
 
 from pgpis.data.wpose.protocols import DEFAULT_PROTOCOL
 
@@ -39,6 +40,7 @@ class WPoseEvaluation(pl.Callback):
         self.batch_size = int(batch_size)
         self.results: dict[str, Any] | None = None
 
+    @override
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from pgpis.callbacks.inference import DDIMInference
         from pgpis.data.wpose.datamodule import WPoseDataModule

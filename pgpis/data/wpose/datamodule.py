@@ -19,6 +19,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from typing_extensions import override
 
 from pgpis.data import keypoints as kpt
 from pgpis.data.datamodule import PairDataModule, pair_sample
@@ -102,6 +103,7 @@ class WPoseDataModule(PairDataModule):
         self.index: WPoseIndex | None = None
         self.test_pairs: list[tuple[str, str]] = []
 
+    @override
     def setup(self, stage: str | None = None) -> None:
         if self.index is not None:
             return
