@@ -50,6 +50,7 @@ ImageInput = Union[Image.Image, str, os.PathLike]
 ParsingInput = Union[np.ndarray, Image.Image, str, os.PathLike, Tensor]
 GuidanceInput = Union[GuidancePolicy, float, Sequence[float], None]
 
+
 def _open_image(image: ImageInput, what: str) -> Image.Image:
     if isinstance(image, Image.Image):
         return image.convert("RGB")

@@ -157,7 +157,8 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
     label = "TruePose"
     unet_attr = "target_net"  # SourceNet is built as its copy
     store_hint = ("TruePose's CLIP is storable when frozen (model.init_args.denoiser.init_args.clip_encoder.trainable: "
-                  "false) and source_features: sourcenet")
+                  "false) and source_features: sourcenet; when the CLIP is trainable its outputs change with training, "
+                  "and with source_features: clip TargetNet reads its patch tokens, which the store does not hold")
 
     def __init__(
         self,
