@@ -16,6 +16,7 @@ from pgpis.store.lazy import LazyFrozen
 from pgpis.store.manifest import Manifest, short, state_digest
 from pgpis.store.parts import LATENTS, enumerate_keys, first_stage_identity, flip_views
 
+
 def config_diff(stored: Any, current: Any, prefix: str) -> list[str]:
     """Dotted keys where two plain-JSON configs differ, with both values."""
     if isinstance(stored, dict) and isinstance(current, dict):
