@@ -49,7 +49,7 @@ from pgpis.diffusion.core import move_batch  # noqa: E402
 from pgpis.diffusion.denoiser import STORED_PREFIX  # noqa: E402
 from pgpis.models.encoders import EncoderPreprocess  # noqa: E402
 from pgpis.optim import adamw  # noqa: E402
-from pgpis.store.parts import SERVED, available_parts  # noqa: E402
+from pgpis.store.parts import available_parts, served_keys  # noqa: E402
 
 PRESETS = {"paper": {"fpdm": ("experiments/deepfashion/fpdm.yaml", "experiments/deepfashion/ipf.yaml"),
                      "truepose": ("experiments/deepfashion/truepose.yaml", None)},
@@ -89,7 +89,7 @@ def stored_batch(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, 
     """`batch` plus what a store of every frozen part serves, computed by the store's own encoders."""
     out = dict(batch)
     for name, spec in available_parts(model).items():
-        for role, served in SERVED[name].items():
+        for role, served in served_keys(name, spec.unit).items():
             # image parts read the source's keys; the latents part reads the target's, so its source row swaps
             view = batch if role != "source" or name != "latents" else {**batch, model.target_key: batch["source"]}
             out[STORED_PREFIX + served] = spec.encode(view)

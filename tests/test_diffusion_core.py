@@ -5,8 +5,8 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from pgpis.diffusion import (AutoencoderKLFirstStage, ConditionDropout, PixelUnshuffleFirstStage, WarmupStepDecay,
-                             build_noise_scheduler, loss_target)
+from pgpis.diffusion import (AutoencoderKLFirstStage, ConditionalDenoiser, ConditionDropout, PixelUnshuffleFirstStage,
+                             WarmupStepDecay, build_noise_scheduler, loss_target)
 from pgpis.diffusion.core import LatentDiffusion
 from pgpis.errors import MissingWeightsError
 from test_diffusion_helpers import RandomPairsDataModule, TinyTestDenoiser, random_batch
@@ -112,10 +112,12 @@ def test_fit_updates_only_denoiser_and_schedules_lr(tmp_path):
 
 def test_gradient_checkpointing_switch():
     assert _model(gradient_checkpointing=True).denoiser.unet.is_gradient_checkpointing
-    model = _model()
-    model.denoiser.enable_gradient_checkpointing = None  # a denoiser without the hook
+
+    class WithoutTheHook(TinyTestDenoiser):  # keeps ConditionalDenoiser's default: refused, naming the fix
+        enable_gradient_checkpointing = ConditionalDenoiser.enable_gradient_checkpointing
+
     with pytest.raises(ValueError, match="enable_gradient_checkpointing"):
-        LatentDiffusion(model.denoiser, PixelUnshuffleFirstStage(2), gradient_checkpointing=True)
+        LatentDiffusion(WithoutTheHook(), PixelUnshuffleFirstStage(2), gradient_checkpointing=True)
 
 
 def test_checkpoint_reload_outside_cli(tmp_path):

@@ -73,7 +73,7 @@ def fpdm(tmp_path_factory, synthetic_root, fusion_export) -> dict:
 
 
 def test_fpdm_step_from_the_store_equals_the_online_step(fpdm):
-    from pgpis.store.cli_hook import build_run
+    from pgpis.commands.data_cache import build_run
     from pgpis.store.lazy import LazyFrozen
 
     manifest = read_manifest(fpdm["store"])
@@ -111,7 +111,7 @@ def test_fpdm_step_from_the_store_equals_the_online_step(fpdm):
 
 @pytest.mark.slow
 def test_fit_from_the_store_builds_no_frozen_network_and_sampling_builds_the_stored_one(fpdm):
-    from pgpis.store.cli_hook import build_run
+    from pgpis.commands.data_cache import build_run
 
     stored = build_run([*fpdm["args"], "--store", str(fpdm["store"])])
     den = stored.model.denoiser
@@ -136,7 +136,7 @@ def test_a_checkpoint_trained_from_a_store_samples_without_it_and_resumes_with_i
 
     from pgpis.inference.checkpoint import module_from_checkpoint
     from pgpis.store.checkpoint import FROZEN_FROM_STORE
-    from pgpis.store.cli_hook import build_run
+    from pgpis.commands.data_cache import build_run
     from pgpis.store.manifest import state_digest
 
     store = tmp_path / "store"
@@ -202,7 +202,7 @@ def test_a_store_that_does_not_match_refuses_to_train_and_names_what_differs(fpd
 
 
 def test_truepose_step_from_stored_latents_is_bitwise_the_online_step(tmp_path, synthetic_root):
-    from pgpis.store.cli_hook import build_run
+    from pgpis.commands.data_cache import build_run
 
     args = _args("truepose.yaml", _overlay(tmp_path, synthetic_root, None, flip_prob=0.5))
     assert _cache(args, tmp_path / "store", "--parts", "latents") == 0
@@ -223,7 +223,7 @@ def test_truepose_step_from_stored_latents_is_bitwise_the_online_step(tmp_path, 
 
 
 def test_truepose_from_the_whole_store_never_builds_clip_and_matches_the_online_step(tmp_path, synthetic_root):
-    from pgpis.store.cli_hook import build_run
+    from pgpis.commands.data_cache import build_run
     from pgpis.store.lazy import LazyFrozen
 
     args = _args("truepose.yaml", _overlay(tmp_path, synthetic_root, None, flip_prob=0.5))

@@ -81,7 +81,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["cache"]:  # pgpis.store's own parser: it hands the experiment's config keys to LightningCLI
-        from pgpis.store.cli import main as cache_main
+        from pgpis.commands.data_cache import main as cache_main
 
         return cache_main(argv[1:])
     parser, tools = _parser()

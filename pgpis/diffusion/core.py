@@ -86,13 +86,8 @@ class LatentDiffusion(pl.LightningModule):
         self.target_key = target_key
         self.seed = int(seed)
         if gradient_checkpointing:
-            enable = getattr(denoiser, "enable_gradient_checkpointing", None)
-            if enable is None:
-                raise ValueError(
-                    f"gradient_checkpointing=true but {type(denoiser).__name__} has no enable_gradient_checkpointing(); "
-                    "set model.init_args.gradient_checkpointing: false or implement it in the denoiser"
-                )
-            enable()
+            denoiser.enable_gradient_checkpointing()
+        denoiser.attach_first_stage(self.first_stage)
 
     # ------------------------------------------------------------------ training
     def _step_generator(self, salt: int = 0) -> torch.Generator:

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
-from pgpis.models.pretrained import load_pretrained
+from pgpis.pretrained import load_pretrained
 
 
 class FirstStage(nn.Module, abc.ABC):

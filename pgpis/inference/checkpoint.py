@@ -20,7 +20,6 @@ import torch
 from pgpis.errors import DataFormatError, MissingWeightsError, Problem
 from pgpis.safe_load import load_checkpoint
 
-SUPPORTED = ("pgpis.stages.fusion_ldm.FusionLDM", "pgpis.stages.parsing_siamese_ldm.ParsingSiameseLDM")
 
 
 def import_class(class_path: str) -> type:
@@ -34,6 +33,23 @@ def instantiate(config: dict[str, Any]) -> torch.nn.Module:
 
     cls = import_class(config["_class_path"])
     return instantiate_module(cls, copy.deepcopy(config))
+
+
+def _require_stage(class_path: str, path: Path) -> None:
+    """Refuse, naming it, a model that is no latent-diffusion stage (the API generates with those only)."""
+    from pgpis.diffusion.core import LatentDiffusion
+
+    try:
+        cls = import_class(class_path)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise DataFormatError(Problem(str(path), f"model class {class_path} cannot be imported ({err})",
+                                      "install the package that defines it, or put it on PYTHONPATH",
+                                      item="hyper_parameters._class_path")) from None
+    if not (isinstance(cls, type) and issubclass(cls, LatentDiffusion)):
+        raise DataFormatError(Problem(str(path), f"model is {class_path}, not an LDM stage the API generates with",
+                                      "give a checkpoint of a pgpis.diffusion.core.LatentDiffusion stage such as FPDM "
+                                      "stage 2 or TruePose (IPF checkpoints condition FPDM through their export, they "
+                                      "do not generate images)", item="hyper_parameters._class_path"))
 
 
 def _fusion_path(config: dict[str, Any]) -> Optional[str]:
@@ -83,13 +99,10 @@ def module_from_checkpoint(path: Union[str, Path], fusion_model: Union[str, Path
     if class_path is None or not isinstance(config.get("denoiser"), dict):
         raise DataFormatError(Problem(
             str(path), "the checkpoint holds no model config (class paths of the denoiser and first stage); it was "
-            "written outside `pgpis fit`", "train through `pgpis fit --config ...` (LightningCLI stores the config), "
-            f"one of {', '.join(SUPPORTED)}", item="hyper_parameters._class_path"))
-    if class_path not in SUPPORTED:
-        raise DataFormatError(Problem(str(path), f"model is {class_path}, not an LDM stage the API generates with",
-                                      f"give a checkpoint of {' or '.join(SUPPORTED)} (IPF checkpoints condition "
-                                      "FPDM through their export, they do not generate images)",
-                                      item="hyper_parameters._class_path"))
+            "written outside `pgpis fit`", "train a latent-diffusion stage (a pgpis.diffusion.core.LatentDiffusion "
+            "subclass) through `pgpis fit --config ...` (LightningCLI stores the config)",
+            item="hyper_parameters._class_path"))
+    _require_stage(class_path, path)
     _unstore(config, ckpt, path)
     if fusion_model is not None:
         config["denoiser"].setdefault("init_args", {})["fusion_model"] = str(fusion_model)
@@ -119,4 +132,4 @@ def module_from_checkpoint(path: Union[str, Path], fusion_model: Union[str, Path
     return module.eval(), config, data, ema
 
 
-__all__ = ["module_from_checkpoint", "instantiate", "import_class", "SUPPORTED"]
+__all__ = ["module_from_checkpoint", "instantiate", "import_class"]

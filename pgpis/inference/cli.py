@@ -31,7 +31,7 @@ def _dtype(name: Optional[str]):
 def export_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="pgpis export", description="Write an inference folder (safetensors per "
                                      "component + JSON configs) from a `pgpis fit` checkpoint of FPDM or TruePose.")
-    parser.add_argument("checkpoint", help="Lightning checkpoint (.ckpt) of FusionLDM or ParsingSiameseLDM")
+    parser.add_argument("checkpoint", help="Lightning checkpoint (.ckpt) of a latent-diffusion stage (FPDM stage 2, TruePose, ...)")
     parser.add_argument("out_dir", help="folder to write (created)")
     parser.add_argument("--fusion-model", default=None, help="FPDM: the IPF export folder, if it moved since training")
     parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from pgpis.errors import MissingWeightsError, PgpisError
-from pgpis.models.pretrained import hf_download_command, is_local
+from pgpis.pretrained import hf_download_command, is_local
 
 #: what loading reads from a model repository (the export folder's files); pickles are never fetched
 LOADED_FILES = ("*.json", "*.safetensors", "*.md")  # all globs: `hf download` ignores --include next to a file name

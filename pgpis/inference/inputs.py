@@ -147,9 +147,8 @@ def required_inputs(denoiser: torch.nn.Module, config: Mapping[str, Any], keys_r
     return tuple(out)
 
 
-def model_name(kind: str, config: Optional[Mapping[str, Any]] = None) -> str:
-    """"This TruePose model (SiameseDenoiser)" for error messages."""
-    label = {"fpdm": "FPDM", "truepose": "TruePose"}.get(kind, kind)
+def model_name(label: str, config: Optional[Mapping[str, Any]] = None) -> str:
+    """"This <label> model (<denoiser class>)" for error messages; `label` is the method's declared label."""
     den = (config or {}).get("denoiser")
     cls = den.get("class_path", "").rpartition(".")[2] if isinstance(den, dict) else ""
     return f"This {label} model" + (f" ({cls})" if cls else "")

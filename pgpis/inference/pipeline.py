@@ -1,7 +1,8 @@
 """`load_pipeline` and `Pipeline.generate`: trained stages as a PIL-in, PIL-out API (no CLI, no training data).
 
-A :class:`Pipeline` wraps the trained LightningModule (``FusionLDM`` for FPDM,
-``ParsingSiameseLDM`` for TruePose) plus the data facts the model was trained
+A :class:`Pipeline` wraps the trained LightningModule (any
+:class:`~pgpis.diffusion.core.LatentDiffusion` stage: FPDM's, TruePose's, or a
+method of one's own, docs/extending.md) plus the data facts the model was trained
 with (image size, encoder input sizes). :meth:`Pipeline.generate` builds the
 same sample dictionary the DeepFashion DataModule builds (poses rendered at the
 size they are used at, images PIL-bicubic resized) and calls the module's own
@@ -41,6 +42,8 @@ from pgpis.data.images import as_rgb, load_rgb, resize_image, to_tensor
 from pgpis.diffusion.guidance import ClassifierFreeGuidance, CumulativeGuidance, GuidancePolicy, NoGuidance
 from pgpis.diffusion.sampler import Sampler
 from pgpis.errors import MissingWeightsError
+from pgpis.inference.checkpoint import module_from_checkpoint
+from pgpis.inference.exported import PIPELINE_CONFIG, read_exported
 from pgpis.inference.inputs import (KEY_TO_INPUT, MissingInputError, RequiredInput, batch_keys_read, model_name,
                                     required_inputs)
 from pgpis.inference.estimated_poses import EstimatorCache, PoseFromImage, body_from_photo
@@ -55,9 +58,6 @@ Size = tuple[int, int]
 ImageInput = Union[Image.Image, str, os.PathLike]
 ParsingInput = Union[np.ndarray, Image.Image, str, os.PathLike, Tensor]
 GuidanceInput = Union[GuidancePolicy, float, Sequence[float], None]
-
-#: LightningModule class -> pipeline kind
-KINDS = {"FusionLDM": "fpdm", "ParsingSiameseLDM": "truepose"}
 
 
 def _open_image(image: ImageInput, what: str, min_size: Optional[Size] = None) -> Image.Image:
@@ -111,7 +111,7 @@ class Pipeline:
 
     Attributes:
         module: the LightningModule (eval mode) whose ``generate`` does the sampling.
-        kind: ``"fpdm"`` or ``"truepose"``.
+        kind: the method's declared ``kind`` (``"fpdm"``, ``"truepose"``, ...).
         image_size: (h, w) of generated images (the training ``data.image_size``).
         encoder_inputs: encoder view sizes the denoiser reads (``<enc>_source``, ``<enc>_target_pose``).
         ema: whether the weights are EMA averages.
@@ -124,7 +124,7 @@ class Pipeline:
                  config: Optional[Mapping[str, Any]] = None, device: Union[str, torch.device, None] = None,
                  dtype: Optional[torch.dtype] = None):
         self.module = module.eval()
-        self.kind = KINDS.get(type(module).__name__, type(module).__name__)
+        self.kind = module.denoiser.method_kind()  # declared by the method (ConditionalDenoiser.kind)
         self.image_size: Size = (int(image_size[0]), int(image_size[1]))
         self.encoder_inputs: dict[str, Size] = {k: (int(v[0]), int(v[1])) for k, v in (encoder_inputs or {}).items()}
         self.ema = bool(ema)
@@ -239,7 +239,7 @@ class Pipeline:
         missing = [k for k in self.keys_read if k in KEY_TO_INPUT and k not in batch]
         if missing:
             raise MissingInputError(required_inputs(self.module.denoiser, self.config, missing),
-                                    model_name(self.kind, self.config))
+                                    model_name(self.module.denoiser.method_label(), self.config))
         return batch
 
     def guidance_policy(self, guidance: GuidanceInput) -> GuidancePolicy:
@@ -474,7 +474,7 @@ def load_pipeline(path: Union[str, os.PathLike], *, device: Union[str, torch.dev
     """Load a trained FPDM or TruePose model for inference.
 
     Args:
-        path: a ``.ckpt`` written by ``pgpis fit`` (FusionLDM / ParsingSiameseLDM), a folder written
+        path: a ``.ckpt`` written by ``pgpis fit`` (a latent-diffusion stage), a folder written
             by ``pgpis export`` (holds ``pipeline.json``), or the hub id (``ORG/NAME``) of such a folder pushed
             to the Hugging Face Hub (``pgpis push``; read from the HF cache offline, :mod:`pgpis.inference.hub`).
         revision: with a hub id, the branch, tag or commit to load (default ``main``).
@@ -486,8 +486,6 @@ def load_pipeline(path: Union[str, os.PathLike], *, device: Union[str, torch.dev
     """
     path = resolve_checkpoint(path, revision)
     if path.is_dir():
-        from pgpis.inference.export import PIPELINE_CONFIG, load_exported
-
         if not (path / PIPELINE_CONFIG).is_file():
             raise MissingWeightsError(
                 "pgpis inference folder", path,
@@ -500,8 +498,6 @@ def load_pipeline(path: Union[str, os.PathLike], *, device: Union[str, torch.dev
             "give a Lightning checkpoint written by `pgpis fit` (`make train-ldm` / `make train-truepose` write "
             "outputs/<stage>/.../checkpoints/last.ckpt), a folder written by `pgpis export`, or the hub id "
             "ORG/NAME of one pushed to the Hugging Face Hub")
-    from pgpis.inference.checkpoint import module_from_checkpoint
-
     module, config, data, ema = module_from_checkpoint(path, fusion_model=fusion_model, trust_checkpoint=trust_checkpoint)
     size = image_size or data.get("image_size")
     if size is None:
@@ -510,4 +506,14 @@ def load_pipeline(path: Union[str, os.PathLike], *, device: Union[str, torch.dev
     return Pipeline(module, size, enc, ema=ema, config=config, device=device, dtype=dtype)
 
 
-__all__ = ["Pipeline", "load_pipeline", "KINDS"]
+def load_exported(folder: Union[str, os.PathLike], *, device: Union[str, torch.device, None] = None,
+                  dtype: Optional[torch.dtype] = None) -> Pipeline:
+    """A :class:`Pipeline` from a folder written by ``pgpis export`` (architecture from configs, weights from
+    safetensors; :func:`pgpis.inference.exported.read_exported`)."""
+    module, meta = read_exported(folder)
+    data = meta.get("data", {})
+    return Pipeline(module, data["image_size"], data.get("encoder_inputs"), ema=bool(meta.get("ema")),
+                    config=meta["module"], device=device, dtype=dtype)
+
+
+__all__ = ["Pipeline", "load_pipeline", "load_exported"]

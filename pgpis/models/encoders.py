@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pgpis.errors import DataFormatError, MissingWeightsError, Problem
-from pgpis.models.pretrained import load_pretrained
+from pgpis.pretrained import load_pretrained
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -44,11 +44,13 @@ from typing import Any, Literal, Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from pgpis.diffusion.denoiser import ConditionalDenoiser, Conditions, KeepMask, stored_tensor
+from pgpis.diffusion.denoiser import ConditionalDenoiser, Conditions, ExportFolder, KeepMask, stored_tensor
 from pgpis.models.frozen_cache import FrozenOutputCache
 from pgpis.models.pose_encoder import PoseEncoder, PoseResidualInjection
 from pgpis.models.unets import build_unet, first_block_width, time_embedding_width
+from pgpis.pretrained import save_pretrained_folder
 from pgpis.store.lazy import LazyFrozen, stored_parts
+from pgpis.store.parts import PartSpec
 
 FusionKind = Literal["ipf", "clip", "none"]
 
@@ -210,6 +212,11 @@ class FPDMDenoiser(PoseResidualInjection, ConditionalDenoiser):
             tensors skip them; sampling builds them on first use (:mod:`pgpis.store.lazy`).
     """
 
+    kind = "fpdm"
+    label = "FPDM"
+    unet_attr = "unet"
+    store_hint = "FPDM stores 'dino' always and 'fusion' with fusion: ipf or clip (not with fusion: none)"
+
     def __init__(
         self,
         unet: Optional[dict[str, Any]] = None,
@@ -282,6 +289,41 @@ class FPDMDenoiser(PoseResidualInjection, ConditionalDenoiser):
     def store_identity(self) -> dict[str, dict[str, Any]]:
         """Per storable part, the config its stored tensors depend on and the digest of its weights folder."""
         return _store_identity(*self._identity_args)
+
+    def frozen_parts(self) -> dict[str, PartSpec]:
+        """DINOv2's source tokens per (image, flip) and, with a fusion model, its embedding per (pair, flip)."""
+        ident = self.store_identity()
+
+        @torch.no_grad()
+        def dino(batch: Mapping[str, Any]) -> Tensor:
+            return self.source_encoder(batch[self.source_key]).float()
+
+        parts = {"dino": PartSpec("dino", "image", dino, self.source_encoder, ident["dino"]["config"],
+                                  ident["dino"]["files_digest"])}
+        if self.fusion_encoder is not None:
+            @torch.no_grad()
+            def fusion(batch: Mapping[str, Any]) -> Tensor:
+                return self.fusion_encoder(*[batch[k] for k in self.fusion_keys]).float()
+
+            parts["fusion"] = PartSpec("fusion", "pair", fusion, self.fusion_encoder, ident["fusion"]["config"],
+                                       ident["fusion"]["files_digest"])
+        return parts
+
+    def export_folders(self, init_args: Mapping[str, Any]) -> list[ExportFolder]:
+        """The IPF model as its stage-1 export folder; DINOv2 and the CLIP fusion tower when named by hub id/folder."""
+        out = []
+        if self.fusion_kind == "ipf":
+            out.append(ExportFolder("fusion_model", "fusion_model", "fusion_encoder", self.fusion_encoder.save))
+        if (init_args.get("source_encoder") or {}).get("name_or_path"):
+            out.append(ExportFolder("source_encoder.name_or_path", "source_encoder", "source_encoder",
+                                    lambda folder: save_pretrained_folder(self.source_encoder.model, folder,
+                                                                          "DINOv2 source encoder")))
+        if self.fusion_kind == "clip" and (init_args.get("clip_encoder") or {}).get("name_or_path"):
+            encoder = self.fusion_encoder
+            out.append(ExportFolder("clip_encoder.name_or_path", "clip_encoder", "fusion_encoder",
+                                    lambda folder: save_pretrained_folder(getattr(encoder, "model", encoder), folder,
+                                                                          "CLIP encoder")))
+        return out
 
     def train(self, mode: bool = True) -> "FPDMDenoiser":
         super().train(mode)

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from pgpis.errors import DataFormatError, MissingWeightsError, Problem
 from pgpis.models.combiner import Combiner
 from pgpis.models.encoders import ImageEncoder, encoder_from_export
-from pgpis.models.pretrained import stage1_export_advice
+from pgpis.pretrained import stage1_export_advice
 from pgpis.safe_load import load_safetensors
 
 EXPORT_FORMAT = "pgpis-ipf-fusion"

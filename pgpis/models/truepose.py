@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pgpis.data.parsing import LABEL_SETS, categories_for_keypoints, category_mask
-from pgpis.diffusion.denoiser import ConditionalDenoiser, Conditions, KeepMask, stored_tensor
+from pgpis.diffusion.denoiser import ConditionalDenoiser, Conditions, ExportFolder, KeepMask, stored_tensor
 from pgpis.models.attention import (DELTA, FUSION_KWARG, SIGMA, CaptureComplete, CaptureProcessor, CaptureStore,
                                     FusionContext, HPFAAttnProcessor, ReferenceAttnProcessor, RegionCrossAttention,
                                     lowest_regions, mask_to_tokens, parsing_to_tokens, self_attention_layers,
@@ -64,8 +64,10 @@ from pgpis.models.frozen_cache import FrozenOutputCache
 from pgpis.models.pose_encoder import PoseEncoder, PoseResidualInjection, widths_for_factor
 from pgpis.models.regions import crop_regions, region_boxes
 from pgpis.models.unets import build_unet, first_block_width
+from pgpis.pretrained import save_pretrained_folder
 from pgpis.store.lazy import LazyFrozen, stored_parts
 from pgpis.store.manifest import files_digest
+from pgpis.store.parts import PartSpec
 
 #: Animate Anyone's PoseGuider widths: four conv stages for SD's x8 VAE
 POSE_GUIDER_WIDTHS: tuple[int, ...] = (16, 32, 64, 128)
@@ -151,6 +153,12 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
     """
 
     condition_groups = ("source",)
+    kind = "truepose"
+    label = "TruePose"
+    unet_attr = "target_net"  # SourceNet is built as its copy
+    store_hint = ("TruePose's CLIP is storable when frozen (model.init_args.denoiser.init_args.clip_encoder.trainable: "
+                  "false) and source_features: sourcenet; when the CLIP is trainable its outputs change with training, "
+                  "and with source_features: clip TargetNet reads its patch tokens, which the store does not hold")
 
     def __init__(
         self,
@@ -336,6 +344,28 @@ class SiameseDenoiser(PoseResidualInjection, ConditionalDenoiser):
         """The config the stored CLIP outputs depend on (pgpis.store compares it with the manifest)."""
         path = self._clip_identity["clip_encoder"].get("name_or_path")
         return {"clip": {"config": self._clip_identity, "files_digest": files_digest(path) if path else None}}
+
+    def frozen_parts(self) -> dict[str, PartSpec]:
+        """The frozen CLIP's global and region embeddings per (image, flip); nothing for ablation B1 (it reads CLIP's
+        patch tokens) or a trainable CLIP (its outputs change every step)."""
+        if self.source_features != "sourcenet" or self.clip_trainable:
+            return {}
+        ident = self.store_identity()["clip"]
+
+        @torch.no_grad()
+        def clip(batch: Mapping[str, Any]) -> Tensor:
+            return self.stored_clip(batch[self.source_key], batch[self.parsing_key])
+
+        return {"clip": PartSpec("clip", "image", clip, self.clip, ident["config"], ident["files_digest"])}
+
+    def export_folders(self, init_args: Mapping[str, Any]) -> list[ExportFolder]:
+        """The CLIP tower as a folder when the config names it by hub id or folder."""
+        if not (init_args.get("clip_encoder") or {}).get("name_or_path") or self.clip is None:
+            return []
+        encoder = self.clip
+        return [ExportFolder("clip_encoder.name_or_path", "clip_encoder", "clip",
+                             lambda folder: save_pretrained_folder(getattr(encoder, "model", encoder), folder,
+                                                                   "CLIP encoder"))]
 
     def _source_tokens(self, source_input: Tensor, clip_tokens: Tensor, latent_size: tuple[int, int],
                        source_residual: Optional[Tensor] = None) -> dict[str, Tensor]:

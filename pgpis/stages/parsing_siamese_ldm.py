@@ -1,8 +1,8 @@
 """TruePose, the parsing-guided Siamese LDM: the shared core with a SiameseDenoiser and TruePose's defaults.
 
-Training and sampling are :class:`pgpis.diffusion.core.LatentDiffusion`'s; this
-class pins the denoiser type, hands it the core's first stage (SourceNet encodes
-the clean source image with it, once per sample) and fills in the paper's
+Training and sampling are :class:`pgpis.diffusion.core.LatentDiffusion`'s (which
+hands the denoiser its first stage: SourceNet encodes the clean source image with
+it, once per sample); this class pins the denoiser type and fills in the paper's
 defaults: condition dropout 30% (all conditions together, per sample) and plain
 classifier-free guidance with scale 3.5. It adds the paper's section 5.4
 application, :meth:`ParsingSiameseLDM.style_transfer`.
@@ -43,8 +43,7 @@ class ParsingSiameseLDM(LatentDiffusion):
             guidance=guidance or ClassifierFreeGuidance(scale=3.5),
             condition_dropout=condition_dropout or ConditionDropout("joint", 0.3),
             **kwargs,
-        )
-        denoiser.attach_first_stage(self.first_stage)
+        )  # the core hands the denoiser its first stage (attach_first_stage)
 
     @torch.no_grad()
     def style_transfer(

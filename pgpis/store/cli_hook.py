@@ -1,16 +1,14 @@
 """`--store DIR` (or `store: DIR` in the YAML) for `pgpis fit`: train from a feature store.
 
-A LightningCLI mixin: before instantiation it hands the store to the denoiser (which then does not build
-the frozen networks the store holds); after, it wraps the DataModule in
+A LightningCLI mixin: before instantiation it hands the store to a denoiser that takes a ``store`` init
+argument (it then does not build the frozen networks the store holds); after, it wraps the DataModule in
 :class:`~pgpis.store.datamodule.StoreDataModule` and checks the store against the model and data before any
 step runs.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Sequence
-
-from pgpis.store.errors import StoreError
+from typing import Any, Optional
 
 
 class StoreCLIMixin:
@@ -36,11 +34,10 @@ class StoreCLIMixin:
         read_manifest(store)  # a named error before anything is built
         denoiser = cfg.get("model", {}).get("init_args", {}).get("denoiser")
         init = getattr(denoiser, "init_args", None)
-        if init is None or "store" not in init:
-            raise StoreError(f"--store {store}: the model's denoiser "
-                             f"({getattr(denoiser, 'class_path', 'none')}) does not take a store; use FPDM stage 2 "
-                             "(pgpis.models.fpdm.FPDMDenoiser) or TruePose (pgpis.models.truepose.SiameseDenoiser)")
-        init.store = str(Path(store).resolve())  # absolute: the checkpoint's config names it for sampling later
+        if init is not None and "store" in init:  # optional: such a denoiser does not build what the store holds
+            init.store = str(Path(store).resolve())  # absolute: the checkpoint's config names it for sampling later
+        # any other denoiser trains from the store's latents (the core reads them); verify() refuses parts it
+        # does not read
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()  # type: ignore[misc]
@@ -51,11 +48,3 @@ class StoreCLIMixin:
             self.datamodule = StoreDataModule(self.datamodule, store)  # type: ignore[attr-defined]
             self.datamodule.data.setup("fit")
             self.datamodule.verify(self.model)  # type: ignore[attr-defined]
-
-
-def build_run(args: Sequence[str]) -> Any:
-    """The LightningCLI of `pgpis fit` with these arguments, instantiated but not run (model, datamodule, trainer
-    exactly as training builds them: same config parsing, same seed)."""
-    from pgpis.cli import run_lightning_cli
-
-    return run_lightning_cli(list(args), run=False)

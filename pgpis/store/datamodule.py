@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from typing_extensions import override
 
 from pgpis.store.errors import StoreError, StoreMismatchError
-from pgpis.store.parts import SERVED, image_key, pair_key, replaced_encoder_views
+from pgpis.store.parts import image_key, pair_key, replaced_encoder_views, served_keys
 from pgpis.store.reader import StoreReader
 from pgpis.store.verify import verify_data, verify_model
 
@@ -64,7 +64,7 @@ class StoreDataset(Dataset):
                              f"({sample['source_name']}, {sample['target_name']}); pgpis.store cannot key it")
         (src, flip), (tgt, _) = calls
         for part in self.reader.parts:
-            for role, served in SERVED[part].items():
+            for role, served in served_keys(part, self.reader.manifest.parts[part].unit).items():
                 key = (pair_key(src, tgt, flip) if role == "pair"
                        else image_key(src if role == "source" else tgt, flip))
                 sample[f"stored/{served}"] = self.reader.get(part, key)

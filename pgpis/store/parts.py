@@ -1,4 +1,7 @@
-"""The parts a store can hold, per method: which frozen network, what it reads, what it is keyed by.
+"""The parts a store can hold: which frozen network, what it reads, what it is keyed by.
+
+Each denoiser declares its own parts (``ConditionalDenoiser.frozen_parts`` returns a :class:`PartSpec` per
+part, ``store_identity`` their identity); the store adds the core's ``latents``. Today's parts:
 
 * ``dino`` (FPDM): the frozen DINOv2 tokens of the source view, per (image, flip);
 * ``fusion`` (FPDM): the frozen fusion embedding (IPF export or CLIP) of (source, target pose), per
@@ -26,13 +29,17 @@ from pgpis.store.manifest import state_digest
 
 Unit = Literal["image", "pair"]
 
-#: served batch keys per part and pair role (read by the denoisers through pgpis.diffusion.denoiser.stored_tensor)
-SERVED: dict[str, dict[str, str]] = {
-    "dino": {"source": "dino"},
-    "fusion": {"pair": "fusion"},
-    "clip": {"source": "clip"},
-    "latents": {"source": "latents/source", "target": "latents/target"},
-}
+#: the first stage's part (the core's, every latent-diffusion stage has it): served for both images of a pair
+LATENTS = "latents"
+
+
+def served_keys(part: str, unit: Unit) -> dict[str, str]:
+    """Pair role -> batch key (after ``stored/``) a part is served under: the latents for the source and the
+    target image, any other image part for the source, a pair part for the pair (read by the denoisers through
+    :func:`pgpis.diffusion.denoiser.stored_tensor`)."""
+    if part == LATENTS:
+        return {"source": f"{LATENTS}/source", "target": f"{LATENTS}/target"}
+    return {"source": part} if unit == "image" else {"pair": part}
 
 
 @dataclass
@@ -76,45 +83,9 @@ def _latents(model: nn.Module) -> PartSpec:
     return PartSpec("latents", "image", encode, fs, first_stage_identity(fs), None, save_weights=False)
 
 
-def _fpdm_parts(model: nn.Module) -> dict[str, PartSpec]:
-    den = model.denoiser
-    ident = den.store_identity()
-    parts: dict[str, PartSpec] = {}
-
-    @torch.no_grad()
-    def dino(batch: Mapping[str, Any]) -> Tensor:
-        return den.source_encoder(batch[den.source_key]).float()
-
-    parts["dino"] = PartSpec("dino", "image", dino, den.source_encoder, ident["dino"]["config"],
-                             ident["dino"]["files_digest"])
-    if den.fusion_encoder is not None:
-        @torch.no_grad()
-        def fusion(batch: Mapping[str, Any]) -> Tensor:
-            return den.fusion_encoder(*[batch[k] for k in den.fusion_keys]).float()
-
-        parts["fusion"] = PartSpec("fusion", "pair", fusion, den.fusion_encoder, ident["fusion"]["config"],
-                                   ident["fusion"]["files_digest"])
-    return parts
-
-
-def _truepose_parts(model: nn.Module) -> dict[str, PartSpec]:
-    den = model.denoiser
-    if den.source_features != "sourcenet" or den.clip_trainable:
-        return {}  # B1 reads CLIP's patch tokens; a trainable CLIP changes every step: neither is storable
-    ident = den.store_identity()["clip"]
-
-    @torch.no_grad()
-    def clip(batch: Mapping[str, Any]) -> Tensor:
-        return den.stored_clip(batch[den.source_key], batch[den.parsing_key])
-
-    return {"clip": PartSpec("clip", "image", clip, den.clip, ident["config"], ident["files_digest"])}
-
-
 def available_parts(model: nn.Module) -> dict[str, PartSpec]:
-    """Every part this LightningModule's frozen networks can store (latents first: both methods have them)."""
-    from pgpis.models.fpdm import FPDMDenoiser
-    from pgpis.models.truepose import SiameseDenoiser
-
+    """Every part this LightningModule's frozen networks can store: the core's latents, then the parts its
+    denoiser declares (``ConditionalDenoiser.frozen_parts``)."""
     if not hasattr(model, "first_stage") or not hasattr(model, "denoiser"):
         raise StoreError(f"{type(model).__name__} is not a latent-diffusion stage (no first_stage/denoiser): the "
                          "store holds frozen encoders of FPDM stage 2 and TruePose; stage 1 (IPF) trains its encoder")
@@ -122,10 +93,7 @@ def available_parts(model: nn.Module) -> dict[str, PartSpec]:
     if getattr(den, "store", None) is not None:
         raise StoreError("the model was built from a store (--store); build it online to write a store")
     parts = {"latents": _latents(model)} if not getattr(model.first_stage, "sample_posterior", False) else {}
-    if isinstance(den, FPDMDenoiser):
-        parts.update(_fpdm_parts(model))
-    elif isinstance(den, SiameseDenoiser):
-        parts.update(_truepose_parts(model))
+    parts.update(den.frozen_parts())
     return parts
 
 
@@ -139,9 +107,8 @@ def select_parts(model: nn.Module, names: list[str] | None) -> dict[str, PartSpe
     unknown = [n for n in names if n not in parts]
     if unknown:
         raise StoreError(f"--parts {','.join(unknown)}: not a frozen part of {type(model.denoiser).__name__}; "
-                         f"this model can store {','.join(parts) or 'nothing'}. TruePose's CLIP is storable when frozen "
-                         "(model.init_args.denoiser.init_args.clip_encoder.trainable: false) and "
-                         "source_features: sourcenet")
+                         f"this model can store {','.join(parts) or 'nothing'}"
+                         + (f". {model.denoiser.store_hint}" if model.denoiser.store_hint else ""))
     return {n: parts[n] for n in names}
 
 
@@ -156,7 +123,7 @@ def replaced_encoder_views(denoiser: nn.Module, stored: Collection[str], encoder
     """The ``encoder_inputs`` views (e.g. ``dino``, ``clip``) no longer read once the `stored` parts are served:
     every key ``<enc>_*`` the denoiser's frozen networks read belongs to a stored part. Training from the store
     then skips decoding and resizing them (~3x faster per sample for FPDM's 512x512 + 224x224 views)."""
-    identity = getattr(denoiser, "store_identity", lambda: {})()
+    identity = denoiser.store_identity()
     reads = {part: part_inputs(part, rec["config"]) for part, rec in identity.items()}
     still_read = set().union(*(keys for part, keys in reads.items() if part not in stored))
     return {enc for enc in encoders if not any(k.startswith(f"{enc}_") for k in still_read)

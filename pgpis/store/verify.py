@@ -14,11 +14,7 @@ from torch import nn
 
 from pgpis.store.lazy import LazyFrozen
 from pgpis.store.manifest import Manifest, short, state_digest
-from pgpis.store.parts import enumerate_keys, first_stage_identity, flip_views
-
-#: parts each denoiser reads from a batch
-READERS: dict[str, tuple[str, ...]] = {"FPDMDenoiser": ("latents", "dino", "fusion"),
-                                       "SiameseDenoiser": ("latents", "clip")}
+from pgpis.store.parts import LATENTS, enumerate_keys, first_stage_identity, flip_views
 
 
 def config_diff(stored: Any, current: Any, prefix: str) -> list[str]:
@@ -33,12 +29,11 @@ def config_diff(stored: Any, current: Any, prefix: str) -> list[str]:
 
 def _module_identity(model: nn.Module, part: str) -> tuple[dict[str, Any], str | None, Any]:
     """(config, files digest, module or None when not built) of `part` in `model`."""
-    if part == "latents":
+    if part == LATENTS:
         return first_stage_identity(model.first_stage), None, model.first_stage
     den = model.denoiser
     ident = den.store_identity()[part]
-    module = {"dino": getattr(den, "source_encoder", None), "fusion": getattr(den, "fusion_encoder", None),
-              "clip": getattr(den, "clip", None)}[part]
+    module = den.frozen_parts()[part].module
     if isinstance(module, LazyFrozen):
         module = module.module
     return ident["config"], ident["files_digest"], module
@@ -46,19 +41,18 @@ def _module_identity(model: nn.Module, part: str) -> tuple[dict[str, Any], str |
 
 def verify_model(manifest: Manifest, model: nn.Module) -> list[str]:
     """Differences between the encoders the store was written with and this model's."""
-    kind = type(getattr(model, "denoiser", None)).__name__
-    readable = READERS.get(kind, ())
+    den = getattr(model, "denoiser", None)
+    kind = type(den).__name__
+    readable = {LATENTS, *den.store_identity()} if den is not None else set()  # parts the method reads at all
+    usable = {LATENTS, *den.frozen_parts()} if den is not None else set()  # ... and as configured
     out = []
     for part, rec in manifest.parts.items():
         if part not in readable:
             out.append(f"the store holds '{part}', which {kind} does not read (a store of another method?)")
             continue
-        if part == "fusion" and model.denoiser.fusion_encoder is None:
-            out.append("the store holds 'fusion' but this model has fusion: none")
-            continue
-        if part == "clip" and (model.denoiser.clip_trainable or model.denoiser.source_features != "sourcenet"):
-            out.append("the store holds 'clip' but this model's CLIP is trainable or feeds TargetNet its patch "
-                       "tokens (source_features: clip): its outputs change with training / are not what was stored")
+        if part not in usable:
+            out.append(f"the store holds '{part}' but this {kind} as configured does not read it: "
+                       f"{den.store_hint or 'its config makes that part unstorable'}")
             continue
         config, files, module = _module_identity(model, part)
         out += [f"config of {part} differs at {d}" for d in config_diff(rec.config, config, part)]

@@ -112,6 +112,16 @@ def stage1_export_advice(path: str | os.PathLike) -> str:
             "tiny preset on synthetic data), or point the config key `fusion_model` at an exported folder")
 
 
+def save_pretrained_folder(model: Any, folder: str | os.PathLike, what: str) -> None:
+    """``model.save_pretrained(folder)`` (safetensors) for a tower loaded by hub id or folder, so an export folder
+    loads it offline; a named error for a backend without ``save_pretrained`` (e.g. open_clip)."""
+    save = getattr(model, "save_pretrained", None)
+    if save is None:
+        raise ValueError(f"export: the {what} was loaded by name but cannot be saved with save_pretrained "
+                         f"({type(model).__name__}); use the transformers CLIP backend or a preset for it")
+    save(str(folder), safe_serialization=True)
+
+
 def load_pretrained(
     component: str,
     loader: Callable[..., T],

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 
@@ -66,8 +66,15 @@ def _device(given: Optional[str]) -> str:
     return f"cuda:{int(local)}" if torch.cuda.is_available() else "cpu"
 
 
+def build_run(args: Sequence[str]) -> Any:
+    """The LightningCLI of `pgpis fit` with these arguments, instantiated but not run (model, datamodule, trainer
+    exactly as training builds them: same config parsing, same seed)."""
+    from pgpis.cli import run_lightning_cli
+
+    return run_lightning_cli(list(args), run=False)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    from pgpis.store.cli_hook import build_run
     from pgpis.store.parts import select_parts
     from pgpis.store.writer import write_store
 
