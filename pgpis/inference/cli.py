@@ -127,7 +127,7 @@ def generate_main(argv: Sequence[str]) -> int:
             pose = args.pose
             if args.pose_image:
                 from pgpis.inference.estimated_poses import PoseFromImage
-                from pgpis.pose.cli import load_named_estimator
+                from pgpis.pose.options import load_named_estimator
 
                 estimator = load_named_estimator(args.estimator, args.estimator_option)
                 pose = PoseFromImage(args.pose_image, estimator, retarget=args.retarget)

@@ -1,14 +1,14 @@
 """Estimated keypoints written in the three formats pgpis reads (DESIGN.md 3.1-3.3), by pgpis's own writers.
 
 * ``pcdms``: one txt per image, 18 rows ``x y`` in the **256x256** PCDMs frame
-  (:func:`pgpis.data.keypoints.write_pcdms_keypoints`): the image's pixels are rescaled to the 176x256
-  CFLD frame, then shifted right by the 40 px pad (:func:`~pgpis.data.keypoints.cfld_to_pcdms_frame`).
+  (:func:`pgpis.pose.keypoints.write_pcdms_keypoints`): the image's pixels are rescaled to the 176x256
+  CFLD frame, then shifted right by the 40 px pad (:func:`~pgpis.pose.keypoints.cfld_to_pcdms_frame`).
 * ``cfld``: one annotation CSV ``name:keypoints_y:keypoints_x`` (``:`` separated, JSON lists in the
-  **256x176** frame, :func:`~pgpis.data.keypoints.format_cfld_keypoints`), appended row by row so a killed
+  **256x176** frame, :func:`~pgpis.pose.keypoints.format_cfld_keypoints`), appended row by row so a killed
   run keeps what it wrote.
 * ``npz``: Phoenix's ``{"<video>": float32 [T, 133, 3]}`` COCO-WholeBody ``(x, y, score)`` in pixels of the
-  **210x260** (w x h) Phoenix frame (:func:`pgpis.data.phoenix.keypoints.write_keypoints_npz`), one file per
-  video. A point that was not found is ``(0, 0, 0)``, as Phoenix's HRNet files write it (their readers take
+  **210x260** (w x h) Phoenix frame (written by :func:`pgpis.data.phoenix.keypoints.write_video_npz`), one file
+  per video. A point that was not found is ``(0, 0, 0)``, as Phoenix's HRNet files write it (their readers take
   score < 0.3 as missing); a frame with no person is all zeros.
 
 Coordinates are mapped by plain scaling from the image's own size to the frame, as the datasets' own
@@ -26,8 +26,8 @@ from typing import Iterable
 
 import numpy as np
 
-from pgpis.data import keypoints as kpt
 from pgpis.errors import DataFormatError, Problem
+from pgpis.pose import keypoints as kpt
 
 FORMATS = ("pcdms", "cfld", "npz")
 PHOENIX_FRAME = (260, 210)  # (h, w), as pgpis.data.phoenix.keypoints.FRAME_SIZE
@@ -134,31 +134,6 @@ def pcdms_is_valid(path: Path) -> bool:
     return True
 
 
-def write_npz(path: str | os.PathLike, name: str, frames: np.ndarray) -> Path:
-    """Write one video's ``[T, 133, 3]`` (Phoenix frame) as ``{name: array}`` .npz, atomically."""
-    from pgpis.data.phoenix.keypoints import write_keypoints_npz
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(path, suffix=".npz")
-    try:
-        write_keypoints_npz(tmp, {name: np.asarray(frames, np.float32)})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def npz_is_valid(path: Path, name: str) -> bool:
-    """Whether `path` holds `name` as Phoenix's reader reads it."""
-    from pgpis.data.phoenix.keypoints import read_keypoint_file
-
-    try:
-        return name in read_keypoint_file(path)
-    except DataFormatError:
-        return False
-
-
 class CfldAnnotationWriter:
     """A CFLD annotation CSV written one row at a time (flushed), resumable.
 
@@ -243,5 +218,5 @@ def remove_stale_temps(folder: Path, names: Iterable[str] = ("*.tmp-*",)) -> Non
 
 
 __all__ = ["FORMATS", "FRAMES", "PHOENIX_FRAME", "CFLD_HEADER", "to_frame", "body_in_frame", "body_in_pcdms_frame",
-           "wholebody_in_phoenix_frame", "write_pcdms", "pcdms_is_valid", "write_npz", "npz_is_valid",
+           "wholebody_in_phoenix_frame", "write_pcdms", "pcdms_is_valid",
            "CfldAnnotationWriter", "write_record", "remove_stale_temps"]

@@ -31,6 +31,13 @@ def add_estimator_arguments(parser: argparse.ArgumentParser | argparse._Argument
                              "parses, else as a string)")
 
 
+def load_named_estimator(name: str, options: Sequence[str] = ()) -> Any:
+    """The estimator `name` (``mediapipe``, ``rtmlib`` or a class path) built with ``KEY=VALUE`` `options`."""
+    from pgpis.pose import load_estimator
+
+    return load_estimator(name, **parse_options(options))
+
+
 def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
     """``KEY=VALUE`` pairs; a VALUE that parses as JSON (numbers, true, lists) is taken as such, else a string."""
     out: dict[str, Any] = {}

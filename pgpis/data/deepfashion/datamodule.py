@@ -22,11 +22,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from pgpis.data import keypoints as kpt
 from pgpis.data import parsing as prs
 from pgpis.data.datamodule import PairDataModule, pair_sample
 from pgpis.data.deepfashion.layout import DeepFashionIndex, identity_of, read_deepfashion_index
 from pgpis.data.images import ImageCheck, Size, load_rgb, resize_image, to_tensor
+from pgpis.pose import keypoints as kpt
 
 IMAGE_SIZE_PRESETS: dict[str, Size] = {"512x352": (512, 352), "256x176": (256, 176)}
 

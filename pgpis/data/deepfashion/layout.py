@@ -36,10 +36,10 @@ from typing import Iterable, Literal
 import numpy as np
 from PIL import Image
 
-from pgpis.data import keypoints as kpt
 from pgpis.data.images import ImageCheck
 from pgpis.data.parsing import write_parsing_png
 from pgpis.errors import DataFormatError, Problem
+from pgpis.pose import keypoints as kpt
 
 Layout = Literal["cfld", "pcdms"]
 SPLITS = ("train", "test")

@@ -27,10 +27,10 @@ from typing import Iterator, Literal, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pgpis.data.keypoints import CFLD_FRAME, MISSING
 from pgpis.data.deepfashion.layout import PARSING_DIR, SYNTHETIC_MARKER, DeepFashionWriter, deepfashion_name
 from pgpis.data.parsing import LIP
 from pgpis.errors import DataFormatError, Problem
+from pgpis.pose.keypoints import CFLD_FRAME, MISSING
 
 View = Literal["front", "back"]
 RGB = tuple[int, int, int]

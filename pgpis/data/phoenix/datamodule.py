@@ -25,9 +25,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from pgpis.data import keypoints as kpt
 from pgpis.data.datamodule import PairDataModule
 from pgpis.data.images import ImageCheck, load_rgb, resize_image, to_tensor
+from pgpis.pose import keypoints as kpt
 from pgpis.data.phoenix.layout import (  # re-exported by pgpis.data.phoenix
     CORPUS,
     CORPUS_HEADER,

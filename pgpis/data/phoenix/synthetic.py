@@ -24,10 +24,10 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pgpis.data.keypoints import FACE_START, LEFT_HAND_START, RIGHT_HAND_START
-from pgpis.data.phoenix.layout import CORPUS, CORPUS_HEADER, FRAME_SIZE, FRAMES_DIR, KEYPOINTS_DIR, SPLITS, SYNTHETIC_MARKER
 from pgpis.data.phoenix.keypoints import write_keypoints_npz
+from pgpis.data.phoenix.layout import CORPUS, CORPUS_HEADER, FRAME_SIZE, FRAMES_DIR, KEYPOINTS_DIR, SPLITS, SYNTHETIC_MARKER
 from pgpis.errors import DataFormatError, Problem
+from pgpis.pose.keypoints import FACE_START, LEFT_HAND_START, RIGHT_HAND_START
 
 KEYPOINT_FORMATS = ("pickle", "tensor-pickle", "npz")
 SUPERSAMPLE = 2  # draw at 2x and downsample, so thin fingers are anti-aliased like camera frames

@@ -20,13 +20,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pgpis.data import keypoints as kpt
 from pgpis.data.datamodule import PairDataModule, pair_sample
 from pgpis.data.images import ImageCheck, load_rgb, to_tensor
 from pgpis.data.wpose.fit import PAD_RGB, Fit, fit_image, fit_labels
 from pgpis.data.wpose.layout import WPoseIndex, read_wpose_index, stem
 from pgpis.data.wpose.parsing import read_cihp_as_lip
 from pgpis.errors import DataFormatError, Problem
+from pgpis.pose import keypoints as kpt
 
 Size = tuple[int, int]
 

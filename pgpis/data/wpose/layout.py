@@ -38,9 +38,9 @@ from typing import Any, Iterable, Literal
 import numpy as np
 from PIL import Image
 
-from pgpis.data import keypoints as kpt
 from pgpis.data.parsing import CIHP, read_parsing
 from pgpis.errors import DataFormatError, Problem
+from pgpis.pose import keypoints as kpt
 
 IMAGE_URLS = "image_urls.txt"
 BBOX = "bbox.txt"

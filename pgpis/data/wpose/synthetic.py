@@ -27,8 +27,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from pgpis.data.deepfashion.synthetic import render_person, sample_appearance, sample_pose
-from pgpis.data.keypoints import CFLD_FRAME, MISSING
 from pgpis.data.parsing import CIHP, LIP, write_parsing_png
+from pgpis.pose.keypoints import CFLD_FRAME, MISSING
 from pgpis.data.wpose.layout import (BBOX, IMAGE_URLS, IMAGES_DIR, KEYPOINTS_DIR, PARSING_DIR, SYNTHETIC_KEYPOINTS,
                                      SYNTHETIC_MARKER, TEST_DATA, TEST_PAIRS, stem)
 from pgpis.data.wpose.parsing import lip_to_cihp

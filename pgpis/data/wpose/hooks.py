@@ -1,6 +1,6 @@
 """WPose's hooks for `pgpis data synth|check|prepare`, `pgpis data download-wpose` and `pgpis evaluate`.
 
-:mod:`pgpis.data.cli` owns the parsers and calls these through :mod:`pgpis.data.registry`; the options
+:mod:`pgpis.commands.data` owns the parsers and calls these through :mod:`pgpis.data.registry`; the options
 live beside the WPose code. Nothing here imports torch unless a command needs it.
 """
 from __future__ import annotations
@@ -21,6 +21,8 @@ def add_cli_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     """The WPose options of `pgpis data <command>` (in their own argument group)."""
     if command == "synth":
         g = parser.add_argument_group(GROUP)
+        g.add_argument("--identities", type=int, default=300)
+        g.add_argument("--poses", type=int, default=4, help="images per identity")
         g.add_argument("--max-side", type=int, default=160,
                        help="wpose: longer side of the synthetic images in px (aspect ratios vary; default %(default)s)")
     elif command == "prepare":

@@ -1,9 +1,10 @@
 """DeepFashion in `pgpis data` (synth / check / preview) and `pgpis evaluate`: the dataset hooks.
 
-:mod:`pgpis.data.cli` and :mod:`pgpis.metrics.cli` own the parsers and the
-options every dataset shares (--out, --seed, --identities, --poses, --layout,
---size, --workers, --root, --parsing, --quick, ...; see
-:mod:`pgpis.data.registry`); DeepFashion adds none of its own.
+:mod:`pgpis.commands.data` and `pgpis evaluate` own the parsers and the options every
+dataset shares (--out, --seed, --root, --quick, ...); DeepFashion adds its own
+(synth: --identities, --poses, --layout, --size, --workers; check: --parsing).
+:class:`~pgpis.data.deepfashion.package.DeepFashionPackage` hands these hooks to
+:mod:`pgpis.data.registry`.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pgpis.data.cli import parse_size
+from pgpis.data.contract import parse_size
 from pgpis.errors import DataFormatError
 from pgpis.grids import upscale_factor, upscale_nearest
 
@@ -25,7 +26,16 @@ if TYPE_CHECKING:
 
 
 def add_cli_arguments(command: str, parser: argparse.ArgumentParser) -> None:
-    """DeepFashion uses only the shared options."""
+    """The DeepFashion options of `pgpis data <command>` (added when it is the chosen ``--dataset``)."""
+    if command == "synth":
+        parser.add_argument("--identities", type=int, default=300)
+        parser.add_argument("--poses", type=int, default=4, help="images per identity")
+        parser.add_argument("--layout", choices=("cfld", "pcdms"), default="cfld")
+        parser.add_argument("--size", default="256x176",
+                            help="image size HxW (keypoints are always in the 256x176 frame)")
+        parser.add_argument("--workers", type=int, default=2)
+    elif command == "check":
+        parser.add_argument("--parsing", action="store_true", help="require a parsing map for every image")
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -69,10 +79,10 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_preview(args: argparse.Namespace) -> int:
-    from pgpis.data import keypoints as kpt
     from pgpis.data import parsing as prs
     from pgpis.data.deepfashion.layout import read_deepfashion_index
     from pgpis.data.images import load_rgb, resize_image
+    from pgpis.pose import keypoints as kpt
 
     h, w = parse_size(args.size)
     index = read_deepfashion_index(args.root, splits=(args.split,), check_images="none")
@@ -122,7 +132,7 @@ def _pose_estimator(args: argparse.Namespace):
     """`--pose-estimator` as given, or built now with its `--pose-estimator-option` s."""
     if not args.pose_estimator_option or args.pose_estimator.lower() in ("auto", "none"):
         return args.pose_estimator
-    from pgpis.pose.cli import load_named_estimator
+    from pgpis.pose.options import load_named_estimator
 
     return load_named_estimator(args.pose_estimator, args.pose_estimator_option)
 

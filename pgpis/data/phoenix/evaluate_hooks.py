@@ -6,7 +6,8 @@
 Same options as the DeepFashion evaluation (weights, FID cache, --allow-missing)
 plus the keypoint file(s), an optional hand-keypoint estimator for Hand PE and
 the copy-the-first-frame baseline as a second table row. These are the
-evaluation hooks :mod:`pgpis.metrics.cli` calls through :mod:`pgpis.data.registry`.
+evaluation hooks `pgpis evaluate` (:mod:`pgpis.commands.evaluate`) calls through
+:class:`~pgpis.data.phoenix.package.PhoenixPackage`.
 """
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def run_evaluate(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[
     if args.hand_estimator:
         hands = load_estimator(args.hand_estimator)
     elif args.pose_estimator_option and args.pose_estimator.lower() not in ("auto", "none"):
-        from pgpis.pose.cli import load_named_estimator
+        from pgpis.pose.options import load_named_estimator
 
         hands = PoseHandEstimator(load_named_estimator(args.pose_estimator, args.pose_estimator_option))
     else:

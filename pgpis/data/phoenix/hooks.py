@@ -1,6 +1,6 @@
 """Phoenix14T in `pgpis data`: `synth|check|preview --dataset phoenix` and `convert-keypoints`.
 
-The dataset hooks :mod:`pgpis.data.cli` (which owns the parser) dispatches to
+The dataset hooks :mod:`pgpis.commands.data` (which owns the parser) dispatches to
 through :mod:`pgpis.data.registry`, so the Phoenix options live beside the
 Phoenix code. None of this imports torch/Lightning unless a tensor pickle is read.
 """
@@ -127,8 +127,8 @@ def convert(args: argparse.Namespace) -> int:
 
 def run_preview(args: argparse.Namespace) -> int:
     """Grid: first frame | target whole-body pose | target frame, for a few test pairs."""
-    from pgpis.data import keypoints as kpt
     from pgpis.data.phoenix.layout import FRAME_SIZE, first_frame_pairs, keypoints_with_missing, read_phoenix_index
+    from pgpis.pose import keypoints as kpt
 
     split = "test" if args.split == "test" else "train"
     index = read_phoenix_index(args.root, splits=(split,))
