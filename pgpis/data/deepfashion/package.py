@@ -1,11 +1,16 @@
-"""DeepFashion In-shop as a :class:`~pgpis.data.contract.DatasetPackage` (``--dataset deepfashion``)."""
+"""DeepFashion In-shop as a :class:`~pgpis.data.contract.DatasetPackage` (``--dataset deepfashion``).
+
+The hooks are the functions of :mod:`pgpis.data.deepfashion.hooks` (argparse in, exit code out); the presets are
+:mod:`pgpis.data.deepfashion.protocols`. Importing this module imports neither torch nor the dataset's readers.
+"""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
-from pgpis.data.contract import DatasetPackage, Log
+from pgpis.data.contract import DatasetPackage
+from pgpis.data.deepfashion import hooks
+from pgpis.data.deepfashion.protocols import PROTOCOLS
 
 
 class DeepFashionPackage(DatasetPackage):
@@ -20,37 +25,12 @@ class DeepFashionPackage(DatasetPackage):
 
         return read_deepfashion_index(root)
 
-    def add_arguments(self, command: str, parser: argparse.ArgumentParser) -> None:
-        from pgpis.data.deepfashion import hooks
-
-        hooks.add_cli_arguments(command, parser)
-
-    def run_synth(self, args: argparse.Namespace) -> int:
-        from pgpis.data.deepfashion import hooks
-
-        return hooks.run_synth(args)
-
-    def run_check(self, args: argparse.Namespace) -> int:
-        from pgpis.data.deepfashion import hooks
-
-        return hooks.run_check(args)
-
-    def run_preview(self, args: argparse.Namespace) -> int:
-        from pgpis.data.deepfashion import hooks
-
-        return hooks.run_preview(args)
-
     def protocols(self):
-        from pgpis.data.deepfashion.protocols import PROTOCOLS
-
         return PROTOCOLS
 
-    def add_evaluate_arguments(self, parser: argparse.ArgumentParser) -> None:
-        from pgpis.data.deepfashion import hooks
-
-        hooks.add_evaluate_arguments(parser)
-
-    def run_evaluate(self, args: argparse.Namespace, log: Log):
-        from pgpis.data.deepfashion import hooks
-
-        return hooks.run_evaluate(args, log)
+    add_arguments = staticmethod(hooks.add_cli_arguments)
+    run_synth = staticmethod(hooks.run_synth)
+    run_check = staticmethod(hooks.run_check)
+    run_preview = staticmethod(hooks.run_preview)
+    add_evaluate_arguments = staticmethod(hooks.add_evaluate_arguments)
+    run_evaluate = staticmethod(hooks.run_evaluate)

@@ -1,11 +1,16 @@
-"""RWTH-PHOENIX-Weather 2014T as a :class:`~pgpis.data.contract.DatasetPackage` (``--dataset phoenix``)."""
+"""RWTH-PHOENIX-Weather 2014T as a :class:`~pgpis.data.contract.DatasetPackage` (``--dataset phoenix``).
+
+The hooks are the functions of :mod:`pgpis.data.phoenix.hooks` (argparse in, exit code out); the presets are
+:mod:`pgpis.data.phoenix.protocols`. Importing this module imports neither torch nor the dataset's readers.
+"""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
-from pgpis.data.contract import DatasetPackage, Log, Tool
+from pgpis.data.contract import DatasetPackage
+from pgpis.data.phoenix import evaluate_hooks, hooks
+from pgpis.data.phoenix.protocols import PROTOCOLS
 
 
 class PhoenixPackage(DatasetPackage):
@@ -21,42 +26,13 @@ class PhoenixPackage(DatasetPackage):
 
         return read_phoenix_index(root)
 
-    def add_arguments(self, command: str, parser: argparse.ArgumentParser) -> None:
-        from pgpis.data.phoenix import hooks
-
-        hooks.add_cli_arguments(command, parser)
-
-    def run_synth(self, args: argparse.Namespace) -> int:
-        from pgpis.data.phoenix import hooks
-
-        return hooks.run_synth(args)
-
-    def run_check(self, args: argparse.Namespace) -> int:
-        from pgpis.data.phoenix import hooks
-
-        return hooks.run_check(args)
-
-    def run_preview(self, args: argparse.Namespace) -> int:
-        from pgpis.data.phoenix import hooks
-
-        return hooks.run_preview(args)
-
-    def add_tools(self, subparsers: argparse._SubParsersAction) -> dict[str, Tool]:
-        from pgpis.data.phoenix import hooks
-
-        return hooks.add_tools(subparsers)
-
     def protocols(self):
-        from pgpis.data.phoenix.protocols import PROTOCOLS
-
         return PROTOCOLS
 
-    def add_evaluate_arguments(self, parser: argparse.ArgumentParser) -> None:
-        from pgpis.data.phoenix import evaluate_hooks
-
-        evaluate_hooks.add_evaluate_arguments(parser)
-
-    def run_evaluate(self, args: argparse.Namespace, log: Log):
-        from pgpis.data.phoenix import evaluate_hooks
-
-        return evaluate_hooks.run_evaluate(args, log)
+    add_arguments = staticmethod(hooks.add_cli_arguments)
+    run_synth = staticmethod(hooks.run_synth)
+    run_check = staticmethod(hooks.run_check)
+    run_preview = staticmethod(hooks.run_preview)
+    add_tools = staticmethod(hooks.add_tools)
+    add_evaluate_arguments = staticmethod(evaluate_hooks.add_evaluate_arguments)
+    run_evaluate = staticmethod(evaluate_hooks.run_evaluate)

@@ -1,11 +1,16 @@
-"""WPose (UniHuman's in-the-wild test set) as a :class:`~pgpis.data.contract.DatasetPackage` (``--dataset wpose``)."""
+"""WPose (UniHuman's in-the-wild test set) as a :class:`~pgpis.data.contract.DatasetPackage` (``--dataset wpose``).
+
+The hooks are the functions of :mod:`pgpis.data.wpose.hooks` (argparse in, exit code out); the presets are
+:mod:`pgpis.data.wpose.protocols`. Importing this module imports neither torch nor the dataset's readers.
+"""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
-from pgpis.data.contract import DatasetPackage, Log, Tool
+from pgpis.data.contract import DatasetPackage
+from pgpis.data.wpose import hooks
+from pgpis.data.wpose.protocols import PROTOCOLS
 
 
 class WPosePackage(DatasetPackage):
@@ -21,42 +26,13 @@ class WPosePackage(DatasetPackage):
 
         return read_wpose_index(root)
 
-    def add_arguments(self, command: str, parser: argparse.ArgumentParser) -> None:
-        from pgpis.data.wpose import hooks
-
-        hooks.add_cli_arguments(command, parser)
-
-    def run_synth(self, args: argparse.Namespace) -> int:
-        from pgpis.data.wpose import hooks
-
-        return hooks.run_synth(args)
-
-    def run_check(self, args: argparse.Namespace) -> int:
-        from pgpis.data.wpose import hooks
-
-        return hooks.run_check(args)
-
-    def run_prepare(self, args: argparse.Namespace) -> int:
-        from pgpis.data.wpose import hooks
-
-        return hooks.run_prepare(args)
-
-    def add_tools(self, subparsers: argparse._SubParsersAction) -> dict[str, Tool]:
-        from pgpis.data.wpose import hooks
-
-        return hooks.add_tools(subparsers)
-
     def protocols(self):
-        from pgpis.data.wpose.protocols import PROTOCOLS
-
         return PROTOCOLS
 
-    def add_evaluate_arguments(self, parser: argparse.ArgumentParser) -> None:
-        from pgpis.data.wpose import hooks
-
-        hooks.add_evaluate_arguments(parser)
-
-    def run_evaluate(self, args: argparse.Namespace, log: Log):
-        from pgpis.data.wpose import hooks
-
-        return hooks.run_evaluate(args, log)
+    add_arguments = staticmethod(hooks.add_cli_arguments)
+    run_synth = staticmethod(hooks.run_synth)
+    run_check = staticmethod(hooks.run_check)
+    run_prepare = staticmethod(hooks.run_prepare)
+    add_tools = staticmethod(hooks.add_tools)
+    add_evaluate_arguments = staticmethod(hooks.add_evaluate_arguments)
+    run_evaluate = staticmethod(hooks.run_evaluate)
