@@ -1,7 +1,7 @@
 """The folder's pairs as the batch dict every pgpis method trains on (docs/CONVENTIONS.md), on pgpis's PairDataModule."""
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -48,23 +48,24 @@ class FolderPairsDataset(Dataset):
 
 
 class FolderPairsDataModule(PairDataModule):
-    """Every pair trains; the first `eval_pairs` of pairs.csv also validate and test (a user's folder has no splits).
+    """Every pair trains; a seeded subset of ``max_eval_pairs`` of them also validates and tests (a user's folder
+    has no splits).
 
     Args:
         root: the folder (images/, keypoints/, pairs.csv).
         image_size: (h, w) of the model's images; encoder_inputs: extra views per frozen encoder (name -> (h, w)).
+        loader_args: batch_size, eval_batch_size, num_workers, persistent_workers, pin_memory, max_eval_pairs,
+            seed (pgpis.data.datamodule.PairDataModule's).
     """
 
     def __init__(self, root: str, image_size: Size = (256, 176), encoder_inputs: dict[str, Size] | None = None,
-                 batch_size: int = 4, eval_batch_size: int | None = None, num_workers: int = 0,
-                 persistent_workers: bool = False, pin_memory: bool = False, eval_pairs: int = 8):
-        super().__init__()
-        self.save_hyperparameters()
+                 **loader_args: Any):
+        super().__init__(**loader_args)
         self.index: FolderIndex | None = None
 
     def dataset(self, split: str) -> FolderPairsDataset:
         hp = self.hparams
         if self.index is None:
             self.index = read_folder(hp.root, decode=False)
-        pairs = self.index.pairs if split == "train" else self.index.pairs[:hp.eval_pairs]
+        pairs = self.index.pairs if split == "train" else self.eval_subset(self.index.pairs)
         return FolderPairsDataset(self.index, pairs, hp.image_size, hp.encoder_inputs or {})

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
+from pgpis.atomic import atomic_write_text
 from pgpis.errors import DataFormatError, Problem
 from pgpis.pose import keypoints as kpt
 
@@ -106,23 +106,11 @@ def wholebody_in_phoenix_frame(wholebody: np.ndarray, image_size: tuple[int, int
 
 
 # --------------------------------------------------------------------------- files
-def _temp_beside(target: Path, suffix: str = "") -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", suffix=suffix, dir=target.parent)
-    os.close(fd)
-    return Path(name)
-
-
 def write_pcdms(path: str | os.PathLike, body: np.ndarray, image_size: tuple[int, int]) -> Path:
     """Write one PCDMs pose txt (atomically: a kill leaves the old file or the whole new one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(path)
-    try:
-        kpt.write_pcdms_keypoints(tmp, body_in_pcdms_frame(body, image_size))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write_text(path, kpt.format_pcdms_keypoints(body_in_pcdms_frame(body, image_size)))
 
 
 def pcdms_is_valid(path: Path) -> bool:
@@ -170,9 +158,7 @@ class CfldAnnotationWriter:
             self.rows[parts[0].strip()] = kp
             kept.append(line)
         if len(kept) - 1 != len(lines) - 1:  # rewrite without the damaged rows
-            tmp = _temp_beside(self.path)
-            tmp.write_text("\n".join(kept) + "\n")
-            os.replace(tmp, self.path)
+            atomic_write_text(self.path, "\n".join(kept) + "\n")
 
     def add(self, name: str, body: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
         """Append the row of image `name`; returns its ``[18, 2]`` in the 256x176 frame."""
@@ -198,14 +184,7 @@ class CfldAnnotationWriter:
 
 def write_record(path: str | os.PathLike, record: dict) -> Path:
     """The run's record (estimator, format, frame, counts) as JSON, atomically."""
-    path = Path(path)
-    tmp = _temp_beside(path)
-    try:
-        tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write_text(Path(path), json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def remove_stale_temps(folder: Path, names: Iterable[str] = ("*.tmp-*",)) -> None:

@@ -609,8 +609,13 @@ def read_pcdms_keypoints(path: str | os.PathLike, num_points: int = 18) -> np.nd
     return _with_missing(kp, missing_mask(kp))
 
 
-def write_pcdms_keypoints(path: str | os.PathLike, kp: np.ndarray) -> None:
-    """Write ``[K, 2]`` keypoints (256x256 frame) as PCDMs txt rows ``x y``."""
+def format_pcdms_keypoints(kp: np.ndarray) -> str:
+    """``[K, 2]`` keypoints (256x256 frame) as the text of a PCDMs txt file: rows ``x y``."""
     kp = np.asarray(kp, dtype=np.float32)
     kp = _with_missing(kp.copy(), missing_mask(kp))
-    Path(path).write_text("".join(f"{_num(x)} {_num(y)}\n" for x, y in kp[:, :2]))
+    return "".join(f"{_num(x)} {_num(y)}\n" for x, y in kp[:, :2])
+
+
+def write_pcdms_keypoints(path: str | os.PathLike, kp: np.ndarray) -> None:
+    """Write ``[K, 2]`` keypoints (256x256 frame) as PCDMs txt rows ``x y``."""
+    Path(path).write_text(format_pcdms_keypoints(kp))
