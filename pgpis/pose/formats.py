@@ -32,7 +32,7 @@ from pgpis.pose import keypoints as kpt
 FORMATS = ("pcdms", "cfld", "npz")
 PHOENIX_FRAME = (260, 210)  # (h, w), as pgpis.data.phoenix.keypoints.FRAME_SIZE
 FRAMES: dict[str, tuple[int, int]] = {"cfld": kpt.CFLD_FRAME, "pcdms": kpt.PCDMS_FRAME, "npz": PHOENIX_FRAME}
-CFLD_HEADER = "name:keypoints_y:keypoints_x"
+CFLD_HEADER = kpt.CFLD_HEADER
 DECIMALS = 2  # written precision (pixels of the frame): 0.01 px, far below any estimator's error
 
 
@@ -146,18 +146,10 @@ class CfldAnnotationWriter:
             raise DataFormatError(Problem(str(self.path), f"exists but is not a CFLD annotation (header "
                                           f"{(lines[0][:60] if lines else '')!r}, expected {CFLD_HEADER!r})",
                                           "choose another --out, or delete the file to start over", line=1))
-        kept = [CFLD_HEADER]
-        for lineno, line in enumerate(lines[1:], start=2):
-            parts = line.split(":")
-            if len(parts) != 3:
-                continue  # a row cut short by a kill: extracted again
-            try:
-                kp = kpt.parse_cfld_keypoints(parts[1].strip(), parts[2].strip(), file=str(self.path), line=lineno)
-            except DataFormatError:
-                continue
-            self.rows[parts[0].strip()] = kp
-            kept.append(line)
-        if len(kept) - 1 != len(lines) - 1:  # rewrite without the damaged rows
+        rows, _, _ = kpt.cfld_annotation_rows(self.path, lines)  # a bad row was cut short by a kill: extracted again
+        self.rows = {name: kp for _, name, kp in rows}
+        kept = [CFLD_HEADER] + [lines[lineno - 1] for lineno, _, _ in rows]
+        if len(kept) != len(lines):  # rewrite without the damaged rows
             atomic_write_text(self.path, "\n".join(kept) + "\n")
 
     def add(self, name: str, body: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:

@@ -34,6 +34,7 @@ MISSING = -1.0
 CFLD_FRAME = (256, 176)  # (h, w) of the CFLD/DPTN annotation CSVs
 PCDMS_FRAME = (256, 256)  # (h, w) of the PCDMs pose txt files
 PCDMS_X_OFFSET = 40.0  # PCDMs pads the 176-wide frame by 40 px on each side
+CFLD_HEADER = "name:keypoints_y:keypoints_x"  # the header of a CFLD annotation CSV
 
 RGB = tuple[int, int, int]
 
@@ -544,6 +545,45 @@ def parse_cfld_keypoints(y_json: str, x_json: str, *, file: str = "<cfld annotat
         raise DataFormatError(problems)
     kp = kp64.astype(np.float32)
     return _with_missing(kp, missing_mask(kp))
+
+
+def cfld_annotation_rows(path: str | os.PathLike, lines: Sequence[str]
+                         ) -> tuple[list[tuple[int, str, np.ndarray]], list[Problem], set[str]]:
+    """Parse the lines of a CFLD annotation CSV (``name:keypoints_y:keypoints_x``): the one parser of the format.
+
+    Returns ``(rows, problems, rejected)``: ``(line, name, [18, 2])`` of every valid row, a :class:`Problem` for
+    the header and every bad row, and the names of rows whose keypoints were refused. Readers that must be
+    whole (the DeepFashion layout, a pose file) raise the problems; a resumable writer drops the bad rows.
+    """
+    problems: list[Problem] = []
+    rejected: set[str] = set()
+    path = str(path)
+    header = lines[0].strip() if lines else ""
+    if header != CFLD_HEADER:
+        shown = header if len(header) <= 60 else header[:57] + "..."
+        problems.append(Problem(path, f"header is {shown!r}, expected 'name:keypoints_y:keypoints_x'",
+                                "use the original CFLD annotation file (':' separated)", line=1))
+    rows: list[tuple[int, str, np.ndarray]] = []
+    for lineno, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        parts = line.split(":")
+        if len(parts) != 3:
+            problems.append(Problem(path, f"expected 3 ':'-separated fields, found {len(parts)}", "write rows as name:[y0,...,y17]:[x0,...,x17]", line=lineno))
+            continue
+        name, ys, xs = (s.strip() for s in parts)
+        if not name:
+            problems.append(Problem(path, "the image name (first field) is empty", "write rows as name:[y0,...,y17]:[x0,...,x17]", line=lineno))
+            continue
+        try:
+            rows.append((lineno, name, parse_cfld_keypoints(ys, xs, file=path, line=lineno, item=name)))
+        except DataFormatError as err:
+            problems.extend(err.problems)
+            rejected.add(name)
+    if header == CFLD_HEADER and not any(ln.strip() for ln in lines[1:]):
+        problems.append(Problem(path, "the annotation holds a header but no keypoint rows",
+                                "restore the original CFLD annotation file (one row per image)", line=2))
+    return rows, problems, rejected
 
 
 def _spec_for(num_points: int) -> KeypointSpec | None:
