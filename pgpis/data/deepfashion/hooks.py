@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pgpis.data.contract import parse_size
+from pgpis.data.contract import parse_size, print_problems
 from pgpis.errors import DataFormatError
 from pgpis.grids import upscale_factor, upscale_nearest
+from pgpis.pose.options import add_scoring_estimator_arguments
 
 if TYPE_CHECKING:
     from pgpis.metrics.evaluate import EvaluationResult
@@ -61,10 +62,7 @@ def run_check(args: argparse.Namespace) -> int:
     try:
         index = read_deepfashion_index(args.root, parsing=args.parsing, check_images="header" if args.quick else "decode")
     except DataFormatError as err:
-        print(f"pgpis data check: {args.root}: {len(err.problems)} problem(s):", file=sys.stderr)
-        for p in err.problems:
-            print(f"  - {p}", file=sys.stderr)
-        return 1
+        return print_problems("data check", args.root, err)
     print(f"{args.root}: {index.layout.upper()} layout{' (synthetic)' if index.is_synthetic else ''}, OK "
           f"({time.perf_counter() - t0:.1f} s)")
     for split, pairs in index.pairs.items():
@@ -119,13 +117,8 @@ def run_preview(args: argparse.Namespace) -> int:
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """DeepFashion's option beyond the shared `pgpis evaluate` ones: the pose-accuracy estimator."""
-    parser.add_argument("--pose-estimator", default="auto", metavar="NAME|none",
-                        help="pose accuracy (PCK@0.05/0.1, mean keypoint error) of samples, copy-source and ground "
-                             "truth: 'auto' (default: mediapipe when installed), mediapipe, rtmlib, a class path "
-                             "package.module.Class, or none (docs/metrics.md)")
-    parser.add_argument("--pose-estimator-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="option for the pose estimator's constructor, repeatable "
-                             "(e.g. det=PATH.onnx pose=PATH.onnx for rtmlib)")
+    add_scoring_estimator_arguments(parser, what="pose accuracy (PCK@0.05/0.1, mean keypoint error) of samples, "
+                                                 "copy-source and ground truth")
 
 
 def _pose_estimator(args: argparse.Namespace):

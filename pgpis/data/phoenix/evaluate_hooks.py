@@ -16,6 +16,8 @@ import importlib
 from dataclasses import replace
 from typing import TYPE_CHECKING, Callable, Optional
 
+from pgpis.pose.options import add_scoring_estimator_arguments
+
 if TYPE_CHECKING:
     from pgpis.metrics.evaluate import EvaluationResult
 
@@ -27,13 +29,8 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hand-estimator", default=None, metavar="MODULE:FACTORY",
                    help="Hand PE: a callable returning a pgpis.metrics.hands.HandKeypointEstimator "
                         "(overrides --pose-estimator)")
-    p.add_argument("--pose-estimator", default="auto", metavar="NAME|none",
-                   help="Hand PE from a pose estimator's hands, the same on generated and real frames: 'auto' "
-                        "(default: mediapipe when installed), mediapipe, rtmlib, a class path package.module.Class, "
-                        "or none (Hand PE unavailable); docs/metrics.md")
-    p.add_argument("--pose-estimator-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="option for the pose estimator's constructor, repeatable "
-                        "(e.g. det=PATH.onnx pose=PATH.onnx for rtmlib)")
+    add_scoring_estimator_arguments(p, what="Hand PE from a pose estimator's hands, the same on generated and real "
+                                            "frames (none: Hand PE unavailable)")
     p.add_argument("--baseline-out", default=None, metavar="DIR",
                    help="also write the copy-the-first-frame baseline to DIR and score it as a second row")
 
