@@ -109,11 +109,10 @@ def test_fit_generate_evaluate_the_tiny_fpdm(synthetic_root, tiny_ldm_checkpoint
     assert ckpt.is_file()
 
     generated = tmp_path / "generated"
-    for s, t in pairs[:2]:
-        assert main(["generate", "--checkpoint", str(ckpt), "--source", str(root / "images" / s),
-                     "--pose", str(root / "keypoints" / f"{Path(t).stem}.txt"), "--out",
-                     str(generated / generated_name(s, t)), "--steps", "2", "--device", "cpu"]) == 0
+    assert main(["generate", "--checkpoint", str(ckpt), "--pairs", str(root / "pairs.csv"), "--root", str(root),
+                 "--dataset", DATASET, "--out", str(generated), "--steps", "2", "--device", "cpu"]) == 0
+    assert sorted(p.name for p in generated.glob("*.png")) == sorted(generated_name(s, t) for s, t in pairs)
     metrics = tmp_path / "metrics.json"
     assert main(["evaluate", "--dataset", DATASET, "--root", str(root), "--generated", str(generated),
-                 "--allow-missing", "--out", str(metrics), "--fid-real-cache", ""]) == 0
-    assert '"n_pairs": 2' in metrics.read_text()
+                 "--out", str(metrics), "--fid-real-cache", ""]) == 0
+    assert f'"n_pairs": {len(pairs)}' in metrics.read_text()

@@ -27,7 +27,8 @@ class FolderPairs(DatasetPackage):
     datamodule = "folder_pairs.FolderPairsDataModule"
     default_protocol = PROTOCOL.name
 
-    def read_layout(self, root: Path):
+    def read_layout(self, root: Path, *, parsing: bool = False):
+        """The checked folder (no parsing maps: models that read them cannot run on it)."""
         return read_folder(root)
 
     def run_check(self, args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ import argparse
 import sys
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Protocol, runtime_checkable
 
 from pgpis.errors import DataFormatError
 
@@ -37,6 +37,17 @@ Tool = Callable[[argparse.Namespace], int]
 Log = Callable[[str], None]
 #: the `pgpis data` commands a dataset may implement (``check`` is required)
 COMMANDS = ("synth", "check", "preview", "prepare")
+
+
+@runtime_checkable
+class PairImages(Protocol):
+    """What `pgpis generate --pairs --dataset D` reads from ``D.read_layout(root)``: the images by name, their
+    OpenPose-18 keypoints ``[18, 2]`` in the 256x176 (h x w) frame, and (for models that read it) the parsing map."""
+
+    image_paths: Mapping[str, Path]
+    keypoints: Mapping[str, Any]
+
+    def image_path(self, name: str) -> Path: ...
 
 
 class DatasetPackage(ABC):
@@ -54,8 +65,13 @@ class DatasetPackage(ABC):
 
     # ------------------------------------------------------------------ data
     @abstractmethod
-    def read_layout(self, root: Path) -> Any:
-        """Read and validate a copy at `root`; raises :class:`~pgpis.errors.DataFormatError` listing every problem."""
+    def read_layout(self, root: Path, *, parsing: bool = False) -> Any:
+        """Read and validate a copy at `root` (with `parsing`: require a parsing map per image); raises
+        :class:`~pgpis.errors.DataFormatError` listing every problem.
+
+        `pgpis generate --pairs` reads the result as a :class:`PairImages`: give it those members to let a
+        trained model generate the dataset's pairs.
+        """
 
     def supports(self, command: str) -> bool:
         """Whether `pgpis data <command>` (or ``evaluate``) is implemented: the class overrides its hook."""

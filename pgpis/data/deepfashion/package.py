@@ -20,10 +20,10 @@ class DeepFashionPackage(DatasetPackage):
     datamodule = "pgpis.data.deepfashion.DeepFashionDataModule"
     default_protocol = "deepfashion-256x176"
 
-    def read_layout(self, root: Path) -> Any:
+    def read_layout(self, root: Path, *, parsing: bool = False) -> Any:
         from pgpis.data.deepfashion.layout import read_deepfashion_index
 
-        return read_deepfashion_index(root)
+        return read_deepfashion_index(root, parsing=parsing)
 
     def protocols(self):
         return PROTOCOLS

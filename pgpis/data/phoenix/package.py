@@ -21,7 +21,7 @@ class PhoenixPackage(DatasetPackage):
     datamodule = "pgpis.data.phoenix.PhoenixDataModule"
     default_protocol = "phoenix-260x210"
 
-    def read_layout(self, root: Path) -> Any:
+    def read_layout(self, root: Path, *, parsing: bool = False) -> Any:
         from pgpis.data.phoenix.layout import read_phoenix_index
 
         return read_phoenix_index(root)

@@ -21,10 +21,10 @@ class WPosePackage(DatasetPackage):
     datamodule = "pgpis.data.wpose.WPoseDataModule"
     default_protocol = "wpose-512x352"
 
-    def read_layout(self, root: Path) -> Any:
+    def read_layout(self, root: Path, *, parsing: bool = False) -> Any:
         from pgpis.data.wpose.layout import read_wpose_index
 
-        return read_wpose_index(root)
+        return read_wpose_index(root, parsing=parsing)
 
     def protocols(self):
         return PROTOCOLS
