@@ -158,8 +158,7 @@ class CfldAnnotationWriter:
             raise DataFormatError(Problem(str(self.path), f"image name {name!r} holds ':' or a newline, which the "
                                           "':'-separated CFLD annotation cannot store", "rename the image file"))
         kp = body_in_frame(body, image_size, kpt.CFLD_FRAME)
-        ys, xs = kpt.format_cfld_keypoints(kp)
-        self._file.write(f"{name}:{ys}:{xs}\n")
+        self._file.write(kpt.format_cfld_row(name, kp) + "\n")
         self._file.flush()
         self.rows[name] = kp
         return kp

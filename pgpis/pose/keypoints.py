@@ -6,10 +6,13 @@ columns such as a score are carried along untouched). A missing point is
 equals ``MISSING``. Every transform here keeps missing points missing, so a
 missing joint can never be drawn or moved into the frame by accident.
 
-Two skeletons are defined: OpenPose-18 (DeepFashion, DESIGN.md 3.1) and
-COCO-WholeBody-133 (Phoenix14T, DESIGN.md 3.3). The file formats are the CFLD
-annotation columns (JSON lists in a 256x176 (h x w) frame) and the PCDMs
-per-image txt files (18 rows ``x y`` in a 256x256 frame, DESIGN.md 3.2).
+Two skeletons are defined: OpenPose-18 (DeepFashion) and COCO-WholeBody-133
+(Phoenix14T). This is also the one module of the DeepFashion keypoint files, read
+by both layouts and written by every writer (the synthetic data, `pgpis pose
+extract`): the CFLD annotation CSV (header ``name:keypoints_y:keypoints_x``, JSON
+lists in a 256x176 (h x w) frame; :func:`cfld_annotation_rows`,
+:func:`format_cfld_row`) and the PCDMs per-image txt files (18 rows ``x y`` in a
+256x256 frame: the 176-wide frame padded by 40 px on each side).
 
 Every keypoint pgpis reads goes through :func:`validate_keypoints` (NaN/inf, points outside the frame
 beyond :data:`KEYPOINT_TOLERANCE_PX`, negatives other than the missing marker), so a bad value is a
@@ -600,6 +603,12 @@ def format_cfld_keypoints(kp: np.ndarray) -> tuple[str, str]:
     kp = np.asarray(kp, dtype=np.float32)
     kp = _with_missing(kp.copy(), missing_mask(kp))
     return json.dumps([_num(v) for v in kp[:, 1]]), json.dumps([_num(v) for v in kp[:, 0]])
+
+
+def format_cfld_row(name: str, kp: np.ndarray) -> str:
+    """One row of a CFLD annotation CSV, ``name:[y0,...]:[x0,...]`` (no newline), as every pgpis writer writes it."""
+    ys, xs = format_cfld_keypoints(kp)
+    return f"{name}:{ys}:{xs}"
 
 
 # A decimal number in ASCII (float() also takes '1_000' and non-ASCII digits such as '\u0663'; a pose file

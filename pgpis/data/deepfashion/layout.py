@@ -354,10 +354,9 @@ class DeepFashionWriter:
         for split in SPLITS:
             if self.layout == "cfld":
                 with (self.root / CFLD_ANNOTATION.format(split=split)).open("w") as f:
-                    f.write("name:keypoints_y:keypoints_x\n")
+                    f.write(kpt.CFLD_HEADER + "\n")
                     for name, kp in self._keypoints[split].items():
-                        ys, xs = kpt.format_cfld_keypoints(kp)
-                        f.write(f"{name}:{ys}:{xs}\n")
+                        f.write(kpt.format_cfld_row(name, kp) + "\n")
                 with (self.root / CFLD_PAIRS.format(split=split)).open("w", newline="") as f:
                     w = csv.writer(f)
                     w.writerow(["from", "to"])
