@@ -98,7 +98,7 @@ def _mirror_by_name(names: tuple[str, ...]) -> list[int]:
     return perm
 
 
-# --- OpenPose-18 (DESIGN.md 3.1) -------------------------------------------------------------
+# --- OpenPose-18 (DeepFashion) --------------------------------------------------------------
 
 OPENPOSE_18 = KeypointSpec(
     name="openpose18",
@@ -120,7 +120,7 @@ OPENPOSE_18 = KeypointSpec(
 )
 
 
-# --- COCO-WholeBody-133 (DESIGN.md 3.3) ------------------------------------------------------
+# --- COCO-WholeBody-133 (Phoenix14T) ------------------------------------------------------
 
 _BODY17 = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
@@ -356,7 +356,7 @@ point. Formats without a marker (Phoenix's detector output) get the tolerance on
 """
 
 CONFIDENT_SCORE = 0.3
-"""Detector score from which a point counts as detected (DESIGN.md 3.3 drops points below it when rendering).
+"""Detector score from which a point counts as detected (the Phoenix keypoints are drawn only above it).
 
 Only detected points must lie in the frame: HRNet still outputs a location, with a low score, for joints
 outside the image (legs below Phoenix's frame), and pgpis treats those as missing.
