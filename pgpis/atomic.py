@@ -57,4 +57,9 @@ def atomic_write(target: Path, write: Callable[[BinaryIO], Any], *, durable: boo
     return target
 
 
-__all__ = ["atomic_write", "fsync_dir", "TEMP_INFIX"]
+def atomic_write_text(target: Path, text: str, *, encoding: str = "utf-8", durable: bool = False) -> Path:
+    """:func:`atomic_write` of `text` (JSON records, keypoint files, CSVs)."""
+    return atomic_write(target, lambda f: f.write(text.encode(encoding)), durable=durable)
+
+
+__all__ = ["atomic_write", "atomic_write_text", "fsync_dir", "TEMP_INFIX"]

@@ -21,14 +21,14 @@ LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 # name -> "module:function"; function(argv: list[str]) -> int (exit code)
 TOOLS: dict[str, str] = {
-    "data": "pgpis.data.cli:main",
-    "evaluate": "pgpis.metrics.cli:main",
+    "data": "pgpis.commands.data:main",
+    "evaluate": "pgpis.commands.evaluate:main",
     "export": "pgpis.inference.cli:export_main",
     "generate": "pgpis.inference.cli:generate_main",
     "animate": "pgpis.inference.animate:main",
     "report": "pgpis.report:main",
     "app": "pgpis.app:main",
-    "pose": "pgpis.pose.cli:main",
+    "pose": "pgpis.commands.pose:main",
     "push": "pgpis.commands.push:main",
     "parse": "pgpis.commands.parse:main",
 }

@@ -153,10 +153,16 @@ def _accepted(target: Any) -> list[str]:
     if dataclasses.is_dataclass(target):
         return [f.name for f in dataclasses.fields(target)]
     try:
-        params = inspect.signature(target).parameters.values()
+        params = list(inspect.signature(target).parameters.values())
     except (TypeError, ValueError):
         return []
-    return [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    names = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if inspect.isclass(target) and any(p.kind is p.VAR_KEYWORD for p in params):  # ``**kwargs`` forwarded to a base
+        for base in target.__mro__[1:]:
+            if "__init__" in vars(base) and base.__init__ is not object.__init__:
+                names += [n for n in _accepted(base) if n not in names]
+                break
+    return names
 
 
 def _descend(target: Any, names: Sequence[str]) -> Any:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from typing_extensions import override
 
 from pgpis.training.lightning_compat import loader_samples_yielded
+
+
+T = TypeVar("T")
 
 
 class UnpaddedDistributedSampler(DistributedSampler):
@@ -181,8 +184,32 @@ class PairDataModule(LightningDataModule):
 
     shuffle_seed: int | None = None
 
+    def __init__(self, *, batch_size: int = 8, eval_batch_size: int | None = None, num_workers: int = 2,
+                 persistent_workers: bool = True, pin_memory: bool = False, max_eval_pairs: int | None = None,
+                 seed: int = 0):
+        """The arguments every pair DataModule takes (a subclass forwards them with ``**loader_args``).
+
+        Args:
+            batch_size: training pairs per batch; eval_batch_size: validation / test batch (None: batch_size).
+            num_workers, persistent_workers, pin_memory: the ``DataLoader``'s.
+            max_eval_pairs: cap validation / test pairs with a seeded subset for quick runs (:meth:`eval_subset`);
+                None = all.
+            seed: the seed of that subset (and of the dataset's own seeded draws).
+        """
+        super().__init__()
+        self.save_hyperparameters()  # also records the calling subclass's own arguments
+
     def dataset(self, split: str) -> Dataset:  # overridden by every subclass
         raise KeyError(f"{type(self).__name__} defines no dataset for split '{split}'")
+
+    def eval_subset(self, items: Sequence[T]) -> Sequence[T]:
+        """The evaluation `items` capped at ``max_eval_pairs`` by a subset seeded with ``seed`` (kept in their
+        order), so quick runs score the same pairs every time; all of them when the cap is None or not reached."""
+        n = self.hparams.max_eval_pairs
+        if n is None or len(items) <= n:
+            return items
+        keep = np.sort(np.random.default_rng(self.hparams.seed).choice(len(items), size=n, replace=False))
+        return items[keep] if isinstance(items, np.ndarray) else [items[i] for i in keep]
 
     def _loader(self, dataset: Dataset, *, train: bool) -> DataLoader:
         hp = self.hparams

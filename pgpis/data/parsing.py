@@ -16,8 +16,8 @@ from typing import Iterable, Mapping
 import numpy as np
 from PIL import Image
 
-from pgpis.data.keypoints import missing_mask
 from pgpis.errors import DataFormatError, Problem
+from pgpis.pose.keypoints import missing_mask
 
 
 def _lr_pairs(classes: tuple[str, ...]) -> tuple[tuple[int, int], ...]:

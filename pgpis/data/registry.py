@@ -1,70 +1,84 @@
-"""Dataset name -> dataset package, so the CLIs and the protocol list find every dataset the same way.
+"""Dataset name or class path -> its :class:`~pgpis.data.contract.DatasetPackage`, for every command alike.
 
-Each dataset is one package ``pgpis/data/<name>/`` on top of the shared parts
-(keypoints, parsing, the pair DataModule, images). The package exposes the same
-hooks, which ``pgpis data`` (:mod:`pgpis.data.cli`) and ``pgpis evaluate``
-(:mod:`pgpis.metrics.cli`) dispatch to:
+``--dataset`` takes:
 
-- ``add_cli_arguments(command, parser)`` for ``command`` in synth / check /
-  preview / prepare: the dataset's options on the shared subparser;
-- ``run_synth(args)``, ``run_check(args)``, optional ``run_preview(args)`` and
-  ``run_prepare(args)``: exit codes; optional ``add_tools(subparsers)`` returning
-  ``{tool name: run(args)}`` for whole extra subcommands;
-- ``PROTOCOLS`` (its :class:`~pgpis.metrics.protocols.Protocol` presets),
-  ``DEFAULT_PROTOCOL``, ``add_evaluate_arguments(parser)`` and
-  ``run_evaluate(args, log) -> (result, {row name: result})``;
-- a ``protocols`` submodule that registers the presets when imported (torch-free).
+- a built-in name: ``deepfashion``, ``phoenix``, ``wpose`` (:data:`DATASETS`);
+- the name of an entry point in the group ``pgpis.datasets`` that an installed package declares
+  (e.g. ``[options.entry_points] pgpis.datasets = mine = my_pkg:MyDataset`` in its setup.cfg);
+- a class path, ``my_pkg.MyDataset`` or ``my_pkg.module:MyDataset``, importable from ``sys.path``.
 
-Packages are imported lazily (never when this module is imported), and
-importing a package must stay cheap (lazy re-exports), since ``pgpis data
-check`` and :mod:`pgpis.metrics.protocols` import every one. A listed package
-that does not exist at all yet (``importlib.util.find_spec`` finds nothing, as
-for ``wpose`` before its package lands) is skipped by :func:`available`; a
-package that exists but fails to import is not skipped: the error surfaces.
+The class is imported on first use (never when this module is imported), so listing the datasets
+costs nothing; a built-in whose package fails to import raises, it is not skipped.
 """
 from __future__ import annotations
 
 import importlib
-import importlib.util
-from types import ModuleType
+from functools import lru_cache
+from importlib.metadata import entry_points
 
+from pgpis.data.contract import DatasetPackage
 from pgpis.errors import PgpisError
 
+ENTRY_POINT_GROUP = "pgpis.datasets"
+
 DATASETS: dict[str, str] = {
-    "deepfashion": "pgpis.data.deepfashion",
-    "phoenix": "pgpis.data.phoenix",
-    "wpose": "pgpis.data.wpose",
+    "deepfashion": "pgpis.data.deepfashion.package:DeepFashionPackage",
+    "phoenix": "pgpis.data.phoenix.package:PhoenixPackage",
+    "wpose": "pgpis.data.wpose.package:WPosePackage",
 }
 
 
 class UnknownDatasetError(PgpisError):
-    """A dataset name that no package provides."""
+    """A ``--dataset`` that is no built-in name, entry point or importable DatasetPackage class."""
 
 
-def _exists(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:  # a parent package is missing
-        return False
+def _entry_points() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def available() -> tuple[str, ...]:
-    """Names of the registered datasets whose package exists, in registration order."""
-    return tuple(name for name, module in DATASETS.items() if _exists(module))
+    """The dataset names ``--dataset`` knows: the built-ins, then the installed entry points."""
+    return tuple(DATASETS) + tuple(n for n in sorted(_entry_points()) if n not in DATASETS)
 
 
-def dataset_module(name: str) -> ModuleType:
-    """The package of dataset `name` (imported on first use)."""
-    if name not in DATASETS or not _exists(DATASETS[name]):
-        raise UnknownDatasetError(f"unknown dataset '{name}': use one of {', '.join(available())}")
-    return importlib.import_module(DATASETS[name])
+def _hint() -> str:
+    return f"use one of {', '.join(available())}, or a class path my_pkg.module:MyDataset"
 
 
-def load_protocols() -> None:
-    """Import every available dataset's ``protocols`` module, which registers its presets.
+def _import_class(spec: str, shown: str) -> type:
+    module_name, sep, attr = spec.partition(":")
+    if not sep:
+        module_name, _, attr = spec.rpartition(".")
+    if not module_name or not attr:
+        raise UnknownDatasetError(f"unknown dataset '{shown}': {_hint()}")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name and module_name.startswith(err.name):  # the named module itself, not one it imports
+            raise UnknownDatasetError(f"unknown dataset '{shown}': no module '{module_name}' on the Python path; "
+                                      f"{_hint()}") from None
+        raise
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise UnknownDatasetError(f"dataset '{shown}': module '{module_name}' has no '{attr}'; {_hint()}") from None
 
-    Only imports (no attribute access), so this also works while one of those
-    modules is itself half-way through importing :mod:`pgpis.metrics.protocols`.
-    """
-    for name in available():
-        importlib.import_module(f"{DATASETS[name]}.protocols")
+
+@lru_cache(maxsize=None)
+def get_dataset(spec: str) -> DatasetPackage:
+    """The dataset `spec` names (built-in name, entry point name or class path), its class instantiated once."""
+    points = _entry_points()
+    path = DATASETS.get(spec) or points.get(spec)
+    if path is None and "." not in spec and ":" not in spec:
+        raise UnknownDatasetError(f"unknown dataset '{spec}': {_hint()}")
+    cls = _import_class(path or spec, spec)
+    if not (isinstance(cls, type) and issubclass(cls, DatasetPackage)):
+        raise UnknownDatasetError(f"dataset '{spec}' is {cls!r}, not a subclass of pgpis.data.contract.DatasetPackage "
+                                  "(docs/extending-datasets.md)")
+    return cls()
+
+
+def load_protocols(specs: tuple[str, ...] | None = None) -> None:
+    """Register the evaluation presets of the datasets `specs` (default: every built-in and entry point)."""
+    for spec in available() if specs is None else specs:
+        get_dataset(spec).protocols()

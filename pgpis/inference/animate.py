@@ -317,8 +317,8 @@ def _driving_sequence(args, data: dict) -> tuple[np.ndarray, Size, Optional[floa
 
     from pgpis.inference.estimated_poses import body_from_photo, frame_of, sequence_from_video, skeleton_of
     from pgpis.inference.poses import load_target_pose
-    from pgpis.pose.cli import load_named_estimator
     from pgpis.pose.media import video_fps
+    from pgpis.pose.options import load_named_estimator
 
     skeleton = skeleton_of(data) if args.skeleton == "auto" else args.skeleton
     estimator = load_named_estimator(args.estimator, args.estimator_option)

@@ -71,8 +71,9 @@ def _read_pairs(path: Path) -> list[tuple[str, str]]:
     """A 'from,to' CSV (the CFLD pairs format) of image names."""
     with path.open(newline="") as f:
         rows = [r for r in csv.reader(f) if r]
-    if not rows or [c.strip() for c in rows[0][:2]] != ["from", "to"]:
-        raise DataFormatError(Problem(str(path), f"header is {rows[0] if rows else 'missing'}, expected 'from,to'",
+    if not rows or [c.strip() for c in rows[0][:2]] not in (["from", "to"], ["source", "target"]):
+        raise DataFormatError(Problem(str(path), f"header is {rows[0] if rows else 'missing'}, expected 'from,to'"
+                                      " (or 'source,target')",
                                       "write a header line 'from,to' then one 'source,target' image-name pair per line",
                                       line=1))
     pairs = []
@@ -113,6 +114,9 @@ def generate_main(argv: Sequence[str]) -> int:
     parser.add_argument("--pairs", help="'from,to' CSV of image names in --root (e.g. fasion-resize-pairs-test.csv)")
     parser.add_argument("--root", help="DeepFashion root (either layout) holding the images, keypoints, parsing (the "
                                        "source's parsing map and keypoints are read from it when the model needs them)")
+    parser.add_argument("--dataset", default="deepfashion", metavar="NAME|CLASS_PATH",
+                        help="--pairs: the dataset --root is (a built-in name or a DatasetPackage class path, "
+                             "docs/extending-datasets.md; default %(default)s)")
     parser.add_argument("--out", required=True, help="output PNG (single) or folder (--pairs)")
     parser.add_argument("--guidance", type=float, nargs="+", default=None,
                         help="CFG scale, or FPDM's two cumulative weights 'W_S W_F' (default: the model's)")
@@ -159,7 +163,7 @@ def generate_main(argv: Sequence[str]) -> int:
             pose = args.pose
             if args.pose_image:
                 from pgpis.inference.estimated_poses import PoseFromImage
-                from pgpis.pose.cli import load_named_estimator
+                from pgpis.pose.options import load_named_estimator
 
                 estimator = load_named_estimator(args.estimator, args.estimator_option)
                 pose = PoseFromImage(args.pose_image, estimator, retarget=args.retarget)
@@ -182,14 +186,14 @@ def generate_main(argv: Sequence[str]) -> int:
                     "guidance": args.guidance, "steps": args.steps, "scheduler": args.scheduler, "dtype": args.dtype,
                     "device": pipe.device.type}
         return _generate_pairs(pipe, Path(args.pairs), Path(args.root), Path(args.out), args.seed, args.batch_size,
-                               common, settings, overwrite=args.overwrite)
+                               common, settings, overwrite=args.overwrite, dataset=args.dataset)
     except MissingInputError as err:  # what the checkpoint needs and how to give it; no traceback
         print(f"pgpis generate: {err}", file=sys.stderr)
         return 2
 
 
 def _generate_pairs(pipe, pairs_file: Path, root: Path, out_dir: Path, seed: int, batch_size: int, common: dict,
-                    settings: dict, overwrite: bool = False) -> int:
+                    settings: dict, overwrite: bool = False, dataset: str = "deepfashion") -> int:
     """Generate every pair to `out_dir`, resumably: fixed batches of `batch_size`, pair i seeded ``seed + i``.
 
     A batch with a missing or damaged file is generated whole (same batch as an uninterrupted run, so the same
@@ -198,13 +202,13 @@ def _generate_pairs(pipe, pairs_file: Path, root: Path, out_dir: Path, seed: int
     """
     from tqdm.auto import tqdm
 
-    from pgpis.data.deepfashion.layout import read_deepfashion_index
+    from pgpis.data.registry import get_dataset
     from pgpis.metrics.pairs import generated_name
     from pgpis.output_files import (names_digest, output_folder, plan_split, read_settings, settings_change,
                                     settings_file, summary, weights_fingerprint, write_image, write_settings)
 
     needs = pipe.needs  # the source's parsing map and keypoints come from the dataset when the model reads them
-    index = read_deepfashion_index(root, parsing="source_parsing" in needs)
+    index = get_dataset(dataset).read_layout(root, parsing="source_parsing" in needs)
     pairs = _read_pairs(pairs_file)
     unknown = [Problem(str(pairs_file), f"image '{n}' is not in the dataset at {root}", "use names from the "
                        "dataset's annotation (or fix --root)", line=i + 2, item=n)

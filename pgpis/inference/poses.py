@@ -18,7 +18,7 @@ from typing import Sequence, Union
 import numpy as np
 from PIL import Image
 
-from pgpis.data import keypoints as kpt
+from pgpis.pose import keypoints as kpt
 from pgpis.data.images import as_rgb, load_rgb
 from pgpis.errors import DataFormatError, MissingFileError, Problem
 
@@ -64,25 +64,19 @@ def read_cfld_annotation(path: Path, name: str | None = None) -> np.ndarray:
     """
     fix = "write the file as the CFLD annotation CSV: header 'name:keypoints_y:keypoints_x', rows name:[y..]:[x..]"
     lines = [ln for ln in kpt.read_text(path, fix).splitlines() if ln.strip()]
-    if not lines or lines[0].strip() != "name:keypoints_y:keypoints_x":
-        raise DataFormatError(Problem(str(path), f"header is {lines[0].strip() if lines else 'missing'!r}", fix, line=1))
-    rows = []
-    for lineno, line in enumerate(lines[1:], start=2):
-        parts = line.split(":")
-        if len(parts) != 3:
-            raise DataFormatError(Problem(str(path), f"expected 3 ':'-separated fields, found {len(parts)}", fix,
-                                          line=lineno))
-        rows.append((lineno, parts[0].strip(), parts[1].strip(), parts[2].strip()))
-    if name is not None:
+    rows, problems, _ = kpt.cfld_annotation_rows(path, lines)  # the one CFLD parser (pgpis/pose/keypoints.py)
+    if name is not None:  # only the header and the chosen row must be sound
+        problems = [p for p in problems if p.line == 1 or p.item == name]
         rows = [r for r in rows if r[1] == name]
-        if not rows:
-            raise DataFormatError(Problem(str(path), f"no row for image {name!r}", "name an image annotated in the file",
-                                          item=name))
-    elif len(rows) != 1:
+    if problems:
+        raise DataFormatError(problems)
+    if name is not None and not rows:
+        raise DataFormatError(Problem(str(path), f"no row for image {name!r}", "name an image annotated in the file",
+                                      item=name))
+    if len(rows) != 1:
         raise DataFormatError(Problem(str(path), f"{len(rows)} keypoint rows; cannot tell which pose is meant",
                                       "append '#<image name>' to the path to pick a row, or keep one row"))
-    lineno, item, ys, xs = rows[0]
-    return kpt.parse_cfld_keypoints(ys, xs, file=str(path), line=lineno, item=item)
+    return rows[0][2]
 
 
 def load_target_pose(pose: PoseInput, frame: Size = kpt.CFLD_FRAME, *, what: str = "target pose") -> TargetPose:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pgpis.atomic import atomic_write
 from pgpis.metrics.protocols import Protocol
 from pgpis.metrics.weights import CLEAN_INCEPTION, TORCHVISION_INCEPTION
 
@@ -206,8 +207,4 @@ def load_stats(path: Path) -> GaussianStats | None:
 def save_stats(path: Path, stats: GaussianStats) -> None:
     """Atomic write (temp file + rename) so a concurrent reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    os.close(fd)
-    with open(tmp, "wb") as fh:
-        np.savez(fh, mu=stats.mu, sigma=stats.sigma, n=stats.n)
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: np.savez(fh, mu=stats.mu, sigma=stats.sigma, n=stats.n))

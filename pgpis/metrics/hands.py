@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from pgpis.data.keypoints import LEFT_HAND_KNUCKLE, LEFT_HAND_START, MISSING, RIGHT_HAND_KNUCKLE
 from pgpis.metrics.ssim import ssim_gaussian
+from pgpis.pose.keypoints import LEFT_HAND_KNUCKLE, LEFT_HAND_START, MISSING, RIGHT_HAND_KNUCKLE
 
 CROP = 60
 KNUCKLES = (LEFT_HAND_KNUCKLE, RIGHT_HAND_KNUCKLE)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from pgpis.data.keypoints import MISSING
+from pgpis.pose.keypoints import MISSING
 
 if TYPE_CHECKING:  # pgpis.pose is optional at import time (mediapipe extra)
     from pgpis.pose import PoseEstimator

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 import torch
 
-from pgpis.data.keypoints import rescale_keypoints
 from pgpis.metrics.images import load_resized, stack01
 from pgpis.metrics.pairs import EvalPair
 from pgpis.metrics.pose_accuracy import DEFAULT_THRESHOLDS, PoseAccuracy, estimator_name
 from pgpis.metrics.protocols import Protocol
 from pgpis.metrics.states import my_batches
+from pgpis.pose.keypoints import rescale_keypoints
 
 if TYPE_CHECKING:
     from pgpis.pose import PoseEstimate, PoseEstimator

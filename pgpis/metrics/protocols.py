@@ -2,11 +2,11 @@
 
 Papers in the field differ in report size, SSIM variant and which Inception
 network / real set FID uses; a protocol pins all of that under one name that
-is written into ``metrics.json``. Each dataset package registers its own presets
-with :func:`register_protocol` (``pgpis/data/<dataset>/protocols.py``, e.g.
-``deepfashion-256x176``, ``phoenix-260x210``). The end of this module imports
-them all through :mod:`pgpis.data.registry`, so ``PROTOCOLS`` holds every preset
-as soon as this module is imported (as when the presets lived here).
+is written into ``metrics.json``. The built-in datasets' presets (e.g.
+``deepfashion-256x176``, ``phoenix-260x210``) are in :mod:`pgpis.metrics.presets`,
+which the end of this module imports, so ``PROTOCOLS`` holds them as soon as this
+module is imported; a dataset outside pgpis registers its own with
+:func:`register_protocol` (its ``DatasetPackage.protocols()``).
 """
 from __future__ import annotations
 
@@ -68,10 +68,7 @@ def register_protocol(protocol: Protocol, *, replace: bool = False) -> Protocol:
 
 
 def all_protocols() -> dict[str, Protocol]:
-    """Every dataset package's presets (imported through the registry), by name."""
-    from pgpis.data.registry import load_protocols
-
-    load_protocols()
+    """Every registered preset, by name."""
     return PROTOCOLS
 
 
@@ -80,17 +77,9 @@ def get_protocol(name: str | Protocol) -> Protocol:
     if isinstance(name, Protocol):
         return name
     if name not in PROTOCOLS:
-        all_protocols()  # a dataset package created after this module was imported
-    if name not in PROTOCOLS:
         raise DataFormatError(Problem("--protocol", f"unknown evaluation protocol '{name}'",
                                       f"use one of: {', '.join(sorted(PROTOCOLS))}"))
     return PROTOCOLS[name]
 
 
-def _register_dataset_presets() -> None:
-    from pgpis.data.registry import load_protocols
-
-    load_protocols()
-
-
-_register_dataset_presets()  # after Protocol / register_protocol exist: the dataset modules import them from here
+from pgpis.metrics import presets as _presets  # noqa: E402,F401  (after register_protocol exists: it uses it)

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence, Union, runtime_checka
 
 import numpy as np
 
-from pgpis.data.keypoints import LEFT_HAND_START, MISSING, RIGHT_HAND_START
 from pgpis.pose.errors import InvalidEstimate, InvalidImage
+from pgpis.pose.keypoints import LEFT_HAND_START, MISSING, RIGHT_HAND_START
 
 if TYPE_CHECKING:  # PIL is a core dependency, but keep the import out of the hot path
     from PIL import Image

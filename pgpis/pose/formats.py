@@ -1,14 +1,14 @@
 """Estimated keypoints written in the three formats pgpis reads (docs/data-formats.md), by pgpis's own writers.
 
 * ``pcdms``: one txt per image, 18 rows ``x y`` in the **256x256** PCDMs frame
-  (:func:`pgpis.data.keypoints.write_pcdms_keypoints`): the image's pixels are rescaled to the 176x256
-  CFLD frame, then shifted right by the 40 px pad (:func:`~pgpis.data.keypoints.cfld_to_pcdms_frame`).
+  (:func:`pgpis.pose.keypoints.write_pcdms_keypoints`): the image's pixels are rescaled to the 176x256
+  CFLD frame, then shifted right by the 40 px pad (:func:`~pgpis.pose.keypoints.cfld_to_pcdms_frame`).
 * ``cfld``: one annotation CSV ``name:keypoints_y:keypoints_x`` (``:`` separated, JSON lists in the
-  **256x176** frame, :func:`~pgpis.data.keypoints.format_cfld_keypoints`), appended row by row so a killed
+  **256x176** frame, :func:`~pgpis.pose.keypoints.format_cfld_keypoints`), appended row by row so a killed
   run keeps what it wrote.
 * ``npz``: Phoenix's ``{"<video>": float32 [T, 133, 3]}`` COCO-WholeBody ``(x, y, score)`` in pixels of the
-  **210x260** (w x h) Phoenix frame (:func:`pgpis.data.phoenix.keypoints.write_keypoints_npz`), one file per
-  video. A point that was not found is ``(0, 0, 0)``, as Phoenix's HRNet files write it (their readers take
+  **210x260** (w x h) Phoenix frame (written by :func:`pgpis.data.phoenix.keypoints.write_video_npz`), one file
+  per video. A point that was not found is ``(0, 0, 0)``, as Phoenix's HRNet files write it (their readers take
   score < 0.3 as missing); a frame with no person is all zeros.
 
 Coordinates are mapped by plain scaling from the image's own size to the frame, as the datasets' own
@@ -20,19 +20,19 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
 
-from pgpis.data import keypoints as kpt
+from pgpis.atomic import atomic_write_text
 from pgpis.errors import DataFormatError, Problem
+from pgpis.pose import keypoints as kpt
 
 FORMATS = ("pcdms", "cfld", "npz")
 PHOENIX_FRAME = (260, 210)  # (h, w), as pgpis.data.phoenix.keypoints.FRAME_SIZE
 FRAMES: dict[str, tuple[int, int]] = {"cfld": kpt.CFLD_FRAME, "pcdms": kpt.PCDMS_FRAME, "npz": PHOENIX_FRAME}
-CFLD_HEADER = "name:keypoints_y:keypoints_x"
+CFLD_HEADER = kpt.CFLD_HEADER
 DECIMALS = 2  # written precision (pixels of the frame): 0.01 px, far below any estimator's error
 
 
@@ -106,23 +106,11 @@ def wholebody_in_phoenix_frame(wholebody: np.ndarray, image_size: tuple[int, int
 
 
 # --------------------------------------------------------------------------- files
-def _temp_beside(target: Path, suffix: str = "") -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", suffix=suffix, dir=target.parent)
-    os.close(fd)
-    return Path(name)
-
-
 def write_pcdms(path: str | os.PathLike, body: np.ndarray, image_size: tuple[int, int]) -> Path:
     """Write one PCDMs pose txt (atomically: a kill leaves the old file or the whole new one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(path)
-    try:
-        kpt.write_pcdms_keypoints(tmp, body_in_pcdms_frame(body, image_size))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write_text(path, kpt.format_pcdms_keypoints(body_in_pcdms_frame(body, image_size)))
 
 
 def pcdms_is_valid(path: Path) -> bool:
@@ -132,31 +120,6 @@ def pcdms_is_valid(path: Path) -> bool:
     except DataFormatError:
         return False
     return True
-
-
-def write_npz(path: str | os.PathLike, name: str, frames: np.ndarray) -> Path:
-    """Write one video's ``[T, 133, 3]`` (Phoenix frame) as ``{name: array}`` .npz, atomically."""
-    from pgpis.data.phoenix.keypoints import write_keypoints_npz
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(path, suffix=".npz")
-    try:
-        write_keypoints_npz(tmp, {name: np.asarray(frames, np.float32)})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def npz_is_valid(path: Path, name: str) -> bool:
-    """Whether `path` holds `name` as Phoenix's reader reads it."""
-    from pgpis.data.phoenix.keypoints import read_keypoint_file
-
-    try:
-        return name in read_keypoint_file(path)
-    except DataFormatError:
-        return False
 
 
 class CfldAnnotationWriter:
@@ -183,21 +146,11 @@ class CfldAnnotationWriter:
             raise DataFormatError(Problem(str(self.path), f"exists but is not a CFLD annotation (header "
                                           f"{(lines[0][:60] if lines else '')!r}, expected {CFLD_HEADER!r})",
                                           "choose another --out, or delete the file to start over", line=1))
-        kept = [CFLD_HEADER]
-        for lineno, line in enumerate(lines[1:], start=2):
-            parts = line.split(":")
-            if len(parts) != 3:
-                continue  # a row cut short by a kill: extracted again
-            try:
-                kp = kpt.parse_cfld_keypoints(parts[1].strip(), parts[2].strip(), file=str(self.path), line=lineno)
-            except DataFormatError:
-                continue
-            self.rows[parts[0].strip()] = kp
-            kept.append(line)
-        if len(kept) - 1 != len(lines) - 1:  # rewrite without the damaged rows
-            tmp = _temp_beside(self.path)
-            tmp.write_text("\n".join(kept) + "\n")
-            os.replace(tmp, self.path)
+        rows, _, _ = kpt.cfld_annotation_rows(self.path, lines)  # a bad row was cut short by a kill: extracted again
+        self.rows = {name: kp for _, name, kp in rows}
+        kept = [CFLD_HEADER] + [lines[lineno - 1] for lineno, _, _ in rows]
+        if len(kept) != len(lines):  # rewrite without the damaged rows
+            atomic_write_text(self.path, "\n".join(kept) + "\n")
 
     def add(self, name: str, body: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
         """Append the row of image `name`; returns its ``[18, 2]`` in the 256x176 frame."""
@@ -205,8 +158,7 @@ class CfldAnnotationWriter:
             raise DataFormatError(Problem(str(self.path), f"image name {name!r} holds ':' or a newline, which the "
                                           "':'-separated CFLD annotation cannot store", "rename the image file"))
         kp = body_in_frame(body, image_size, kpt.CFLD_FRAME)
-        ys, xs = kpt.format_cfld_keypoints(kp)
-        self._file.write(f"{name}:{ys}:{xs}\n")
+        self._file.write(kpt.format_cfld_row(name, kp) + "\n")
         self._file.flush()
         self.rows[name] = kp
         return kp
@@ -223,14 +175,7 @@ class CfldAnnotationWriter:
 
 def write_record(path: str | os.PathLike, record: dict) -> Path:
     """The run's record (estimator, format, frame, counts) as JSON, atomically."""
-    path = Path(path)
-    tmp = _temp_beside(path)
-    try:
-        tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write_text(Path(path), json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def record_conflict(path: str | os.PathLike, expected: Mapping[str, Any]) -> Optional[str]:
@@ -262,5 +207,5 @@ def remove_stale_temps(folder: Path, names: Iterable[str] = ("*.tmp-*",)) -> Non
 
 
 __all__ = ["FORMATS", "FRAMES", "PHOENIX_FRAME", "CFLD_HEADER", "to_frame", "body_in_frame", "body_in_pcdms_frame",
-           "wholebody_in_phoenix_frame", "write_pcdms", "pcdms_is_valid", "write_npz", "npz_is_valid", "record_conflict",
+           "wholebody_in_phoenix_frame", "write_pcdms", "pcdms_is_valid", "record_conflict",
            "CfldAnnotationWriter", "write_record", "remove_stale_temps"]

@@ -14,8 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
-from pgpis.data.keypoints import LEFT_HAND_START, MISSING, OPENPOSE_18, RIGHT_HAND_START
 from pgpis.pose.estimate import NUM_HAND, NUM_WHOLEBODY, OPENPOSE18_TO_COCO17, missing_points
+from pgpis.pose.keypoints import LEFT_HAND_START, MISSING, OPENPOSE_18, RIGHT_HAND_START
 
 NECK = -2  # marker in an OpenPose-18 map: the midpoint of the shoulders
 OPENPOSE18_NAMES = OPENPOSE_18.names

@@ -31,6 +31,24 @@ def add_estimator_arguments(parser: argparse.ArgumentParser | argparse._Argument
                              "parses, else as a string)")
 
 
+def add_scoring_estimator_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, what: str) -> None:
+    """``--pose-estimator NAME|none`` (default auto) and the repeatable ``--pose-estimator-option KEY=VALUE`` of
+    `pgpis evaluate`, where a pose estimator scores `what` (e.g. "pose accuracy of samples ...")."""
+    parser.add_argument("--pose-estimator", default="auto", metavar="NAME|none",
+                        help=f"{what}: 'auto' (default: mediapipe when installed), mediapipe, rtmlib, a class path "
+                             "package.module.Class, or none (docs/metrics.md)")
+    parser.add_argument("--pose-estimator-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="option for the pose estimator's constructor, repeatable "
+                             "(e.g. det=PATH.onnx pose=PATH.onnx for rtmlib)")
+
+
+def load_named_estimator(name: str, options: Sequence[str] = ()) -> Any:
+    """The estimator `name` (``mediapipe``, ``rtmlib`` or a class path) built with ``KEY=VALUE`` `options`."""
+    from pgpis.pose import load_estimator
+
+    return load_estimator(name, **parse_options(options))
+
+
 def parse_options(pairs: Sequence[str], flag: str = "--estimator-option") -> dict[str, Any]:
     """``KEY=VALUE`` pairs; a VALUE that parses as JSON (numbers, true, lists) is taken as such, else a string.
 

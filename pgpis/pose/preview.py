@@ -17,8 +17,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pgpis.data import keypoints as kpt
 from pgpis.grids import upscale_factor, upscale_nearest
+from pgpis.pose import keypoints as kpt
 
 CELL_HEIGHT = 256
 BACKGROUND = (40, 40, 40)

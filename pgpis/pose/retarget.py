@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pgpis.data.keypoints import MISSING, OPENPOSE_18, missing_mask
+from pgpis.pose.keypoints import MISSING, OPENPOSE_18, missing_mask
 
 NECK = 1
 

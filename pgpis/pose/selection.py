@@ -15,8 +15,8 @@ from typing import Callable, Sequence, Union
 
 import numpy as np
 
-from pgpis.data.keypoints import MISSING
 from pgpis.pose.errors import InvalidEstimator
+from pgpis.pose.keypoints import MISSING
 
 PersonChooser = Callable[[Sequence[np.ndarray], tuple[int, int]], int]
 PersonRule = Union[str, PersonChooser]

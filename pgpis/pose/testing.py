@@ -12,8 +12,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from pgpis.data.keypoints import MISSING
 from pgpis.pose.estimate import NUM_HAND, BaseEstimator, ImageLike, PoseEstimate, missing_points, to_rgb_array
+from pgpis.pose.keypoints import MISSING
 
 
 def image_key(image: ImageLike) -> str:

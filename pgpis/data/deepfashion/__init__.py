@@ -10,6 +10,8 @@ from __future__ import annotations
 from pgpis.lazy_exports import lazy_getattr
 
 _EXPORTS = {
+    # the dataset contract (pgpis.data.contract), as pgpis.data.registry finds it
+    "DeepFashionPackage": "package",
     # datamodule
     "DeepFashionDataModule": "datamodule", "DeepFashionDataset": "datamodule", "DeepFashionImages": "datamodule",
     "Augmentation": "datamodule", "IMAGE_SIZE_PRESETS": "datamodule", "split_validation_identities": "datamodule",
@@ -24,8 +26,8 @@ _EXPORTS = {
     "evaluate_deepfashion": "evaluate", "deepfashion_real_sets": "evaluate",
     "PROTOCOLS": "protocols", "DEFAULT_PROTOCOL": "protocols",
     # CLI hooks (pgpis.data.registry)
-    "add_cli_arguments": "cli", "run_synth": "cli", "run_check": "cli", "run_preview": "cli",
-    "add_evaluate_arguments": "cli", "run_evaluate": "cli",
+    "add_cli_arguments": "hooks", "run_synth": "hooks", "run_check": "hooks", "run_preview": "hooks",
+    "add_evaluate_arguments": "hooks", "run_evaluate": "hooks",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -15,7 +15,7 @@ Validation holds out whole *training identities* — never the test split.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -23,11 +23,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
-from pgpis.data import keypoints as kpt
 from pgpis.data import parsing as prs
 from pgpis.data.datamodule import PairDataModule, pair_sample
 from pgpis.data.deepfashion.layout import DeepFashionIndex, identity_of, read_deepfashion_index
 from pgpis.data.images import ImageCheck, Size, load_rgb, resize_image, to_tensor
+from pgpis.pose import keypoints as kpt
 
 IMAGE_SIZE_PRESETS: dict[str, Size] = {"512x352": (512, 352), "256x176": (256, 176)}
 
@@ -178,11 +178,13 @@ class DeepFashionDataModule(PairDataModule):
             ``clip_source``, ``clip_target``, ``clip_target_pose``... resized from the original image.
         parsing: also load LIP parsing maps (``<root>/parsing/<stem>.png``).
         val_identities: training identities held out for validation (never the test split).
-        max_eval_pairs: cap validation/test pairs (a seeded subset) for quick runs; None = all.
         cache_views: memoise each image's decoded, resized views and rendered poses in the dataset
             (per loader worker). Worth it when an epoch is small and revisited (the embedded default: the
             CPU otherwise spends more time decoding and resizing than training); it holds every view of
             every image in RAM, so leave it off for the real 52k-image set at 512x352.
+        loader_args: ``batch_size``, ``eval_batch_size``, ``num_workers``, ``persistent_workers``, ``pin_memory``,
+            ``max_eval_pairs`` (a seeded subset of the validation / test pairs for quick runs; None = all) and ``seed``: see
+            :class:`~pgpis.data.datamodule.PairDataModule`.
     """
 
     def __init__(
@@ -190,23 +192,16 @@ class DeepFashionDataModule(PairDataModule):
         root: str = "data/synthetic/deepfashion",
         image_size: tuple[int, int] = (256, 176),
         encoder_inputs: dict[str, tuple[int, int]] | None = None,
-        batch_size: int = 8,
-        eval_batch_size: int | None = None,
-        num_workers: int = 2,
         parsing: bool = False,
         val_identities: int = 8,
         flip_prob: float = 0.5,
         keypoint_jitter: float = 0.0,
         identity_pair_prob: float = 0.0,
-        max_eval_pairs: int | None = None,
         check_images: ImageCheck = "header",
-        persistent_workers: bool = True,
-        pin_memory: bool = False,
-        seed: int = 0,
         cache_views: bool = False,
+        **loader_args: Any,
     ):
-        super().__init__()
-        self.save_hyperparameters()
+        super().__init__(**loader_args)
         self.index: DeepFashionIndex | None = None
         self.splits: dict[str, list[tuple[str, str]]] = {}
 
@@ -219,15 +214,7 @@ class DeepFashionDataModule(PairDataModule):
         self.index = read_deepfashion_index(hp.root, parsing=hp.parsing, check_images=hp.check_images)
         train, val = split_validation_identities(self.index.pairs.get("train", []), hp.val_identities, hp.seed)
         test = list(self.index.pairs.get("test", []))
-        if hp.max_eval_pairs is not None:
-            val, test = (self._subset(p, hp.max_eval_pairs) for p in (val, test))
-        self.splits = {"train": train, "val": val, "test": test}
-
-    def _subset(self, pairs: list, n: int) -> list:
-        if len(pairs) <= n:
-            return pairs
-        keep = np.sort(np.random.default_rng(self.hparams.seed).choice(len(pairs), size=n, replace=False))
-        return [pairs[i] for i in keep]
+        self.splits = {"train": train, "val": self.eval_subset(val), "test": self.eval_subset(test)}
 
     def pairs(self, split: str) -> list[tuple[str, str]]:
         """The (source, target) names of "train" | "val" | "test" (after set-up)."""

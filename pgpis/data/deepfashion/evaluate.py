@@ -40,8 +40,8 @@ def evaluate_deepfashion(root: str | Path, split: str, generated_dir: str | Path
                                       f"use one of: {', '.join(s for s, p in index.pairs.items() if p) or '(none)'}"))
     pose = None
     if pose_estimator is not None:
-        from pgpis.data.keypoints import CFLD_FRAME
         from pgpis.metrics.pose_eval import pose_accuracy_rows, resolve_pose_estimator
+        from pgpis.pose.keypoints import CFLD_FRAME
 
         estimator, why = resolve_pose_estimator(pose_estimator)  # before scoring: a bad name fails at once
 

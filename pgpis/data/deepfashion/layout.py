@@ -36,10 +36,10 @@ from typing import Iterable, Literal
 import numpy as np
 from PIL import Image
 
-from pgpis.data import keypoints as kpt
 from pgpis.data.images import ImageCheck
 from pgpis.data.parsing import write_parsing_png
 from pgpis.errors import DataFormatError, Problem
+from pgpis.pose import keypoints as kpt
 
 Layout = Literal["cfld", "pcdms"]
 SPLITS = ("train", "test")
@@ -216,31 +216,9 @@ def _read_cfld(index: DeepFashionIndex, split: str, problems: list[Problem]) -> 
 
 def _cfld_rows(path: Path, lines: list[str], problems: list[Problem], rejected: set[str]) -> list[tuple[int, str, np.ndarray]]:
     """(line, name, keypoints) of every valid row of a CFLD annotation CSV; every bad row is a problem (name into `rejected`)."""
-    header = lines[0].strip() if lines else ""
-    if header != "name:keypoints_y:keypoints_x":
-        shown = header if len(header) <= 60 else header[:57] + "..."
-        problems.append(Problem(str(path), f"header is {shown!r}, expected 'name:keypoints_y:keypoints_x'",
-                                "use the original CFLD annotation file (':' separated)", line=1))
-    rows: list[tuple[int, str, np.ndarray]] = []
-    for lineno, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        parts = line.split(":")
-        if len(parts) != 3:
-            problems.append(Problem(str(path), f"expected 3 ':'-separated fields, found {len(parts)}", "write rows as name:[y0,...,y17]:[x0,...,x17]", line=lineno))
-            continue
-        name, ys, xs = (s.strip() for s in parts)
-        if not name:
-            problems.append(Problem(str(path), "the image name (first field) is empty", "write rows as name:[y0,...,y17]:[x0,...,x17]", line=lineno))
-            continue
-        try:
-            rows.append((lineno, name, kpt.parse_cfld_keypoints(ys, xs, file=str(path), line=lineno, item=name)))
-        except DataFormatError as err:
-            problems.extend(err.problems)
-            rejected.add(name)
-    if header == "name:keypoints_y:keypoints_x" and not any(ln.strip() for ln in lines[1:]):
-        problems.append(Problem(str(path), "the annotation holds a header but no keypoint rows",
-                                "restore the original CFLD annotation file (one row per image)", line=2))
+    rows, found, bad = kpt.cfld_annotation_rows(path, lines)
+    problems.extend(found)
+    rejected.update(bad)
     return rows
 
 
@@ -376,10 +354,9 @@ class DeepFashionWriter:
         for split in SPLITS:
             if self.layout == "cfld":
                 with (self.root / CFLD_ANNOTATION.format(split=split)).open("w") as f:
-                    f.write("name:keypoints_y:keypoints_x\n")
+                    f.write(kpt.CFLD_HEADER + "\n")
                     for name, kp in self._keypoints[split].items():
-                        ys, xs = kpt.format_cfld_keypoints(kp)
-                        f.write(f"{name}:{ys}:{xs}\n")
+                        f.write(kpt.format_cfld_row(name, kp) + "\n")
                 with (self.root / CFLD_PAIRS.format(split=split)).open("w", newline="") as f:
                     w = csv.writer(f)
                     w.writerow(["from", "to"])

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import colorsys
 import multiprocessing
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Literal, Sequence
@@ -27,10 +26,10 @@ from typing import Iterator, Literal, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pgpis.data.keypoints import CFLD_FRAME, MISSING
 from pgpis.data.deepfashion.layout import PARSING_DIR, SYNTHETIC_MARKER, DeepFashionWriter, deepfashion_name
 from pgpis.data.parsing import LIP
-from pgpis.errors import DataFormatError, Problem
+from pgpis.data.synthetic_out import prepare_synthetic_out
+from pgpis.pose.keypoints import CFLD_FRAME, MISSING
 
 View = Literal["front", "back"]
 RGB = tuple[int, int, int]
@@ -536,19 +535,6 @@ def _pool_map(jobs: list[_Job], workers: int) -> Iterator[list[tuple[str, Image.
 _WRITTEN = ("train_highres", "test_highres", "img", "pose", PARSING_DIR)  # folders a previous synthetic run wrote
 
 
-def _prepare_out(out: Path) -> Path:
-    """Refuse to write into a folder holding other data; clear a previous synthetic dataset (no stale images)."""
-    if out.exists() and not out.is_dir():
-        raise DataFormatError(Problem(str(out), "the output path exists and is not a folder", "pass a folder path to --out"))
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / SYNTHETIC_MARKER).exists():
-            raise DataFormatError(Problem(str(out), f"the folder is not empty and has no {SYNTHETIC_MARKER} marker, so it may hold "
-                                          "real data that synthetic files would mix with", "pass an empty or new folder to --out"))
-        for name in _WRITTEN:
-            shutil.rmtree(out / name, ignore_errors=True)
-    return out
-
-
 def write_synthetic_deepfashion(
     out: str | Path,
     *,
@@ -576,7 +562,7 @@ def write_synthetic_deepfashion(
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     if len(size) != 2 or min(size) < 16:
         raise ValueError(f"size is (h, w) with both at least 16 pixels, got {size}")
-    out = _prepare_out(Path(out))
+    out = prepare_synthetic_out(Path(out), SYNTHETIC_MARKER, _WRITTEN)
     n_test = min(identities - 1, max(1, round(identities * test_fraction)))
     order = np.random.default_rng([seed, 0]).permutation(identities)
     test_ids = set(order[:n_test].tolist())

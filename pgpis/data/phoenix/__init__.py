@@ -10,6 +10,8 @@ from __future__ import annotations
 from pgpis.lazy_exports import lazy_getattr
 
 _EXPORTS = {
+    # the dataset contract (pgpis.data.contract), as pgpis.data.registry finds it
+    "PhoenixPackage": "package",
     # datamodule (and the layout API it has always re-exported)
     "PhoenixDataModule": "datamodule", "PhoenixDataset": "datamodule",
     "CORPUS": "layout", "CORPUS_HEADER": "layout", "FRAME_SIZE": "layout", "FRAMES_DIR": "layout",
@@ -23,8 +25,8 @@ _EXPORTS = {
     "evaluate_phoenix": "evaluate", "PhoenixEvaluationResult": "evaluate",
     "PROTOCOLS": "protocols", "DEFAULT_PROTOCOL": "protocols", "PHOENIX_PROTOCOL": "protocols",
     # CLI hooks (pgpis.data.registry)
-    "add_cli_arguments": "cli", "run_synth": "cli", "run_check": "cli", "run_preview": "cli", "add_tools": "cli",
-    "add_evaluate_arguments": "evaluate_cli", "run_evaluate": "evaluate_cli",
+    "add_cli_arguments": "hooks", "run_synth": "hooks", "run_check": "hooks", "run_preview": "hooks", "add_tools": "hooks",
+    "add_evaluate_arguments": "evaluate_hooks", "run_evaluate": "evaluate_hooks",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -18,7 +18,7 @@ whole-body keypoints ``[133, 2]`` plus ``*_keypoint_scores [133]``; points below
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -26,9 +26,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 from typing_extensions import override
 
-from pgpis.data import keypoints as kpt
 from pgpis.data.datamodule import PairDataModule
 from pgpis.data.images import ImageCheck, load_rgb, resize_image, to_tensor
+from pgpis.pose import keypoints as kpt
 from pgpis.data.phoenix.layout import (  # re-exported by pgpis.data.phoenix
     CORPUS,
     CORPUS_HEADER,
@@ -125,11 +125,13 @@ class PhoenixDataModule(PairDataModule):
         image_size: (h, w) of images and pose renders; FPDM trains at (512, 512) (frames are 260x210).
         encoder_inputs: extra encoder views, e.g. ``{"dino": (512, 512)}``.
         train_pairs: number of seeded training triplets (paper: 100,000).
-        max_eval_pairs: cap dev/test pairs with a seeded subset for quick runs; None = all.
         score_threshold: keypoints below it are missing (and not drawn).
         draw_face: also draw the 68 face points.
         flip_prob: train-only horizontal flip (left/right hands swap); 0 by default because sign handedness matters.
         check_images: "none" (list frames only; real Phoenix has ~950k), "header" or "decode".
+        loader_args: ``batch_size``, ``eval_batch_size``, ``num_workers``, ``persistent_workers``, ``pin_memory``,
+            ``max_eval_pairs`` (a seeded subset of the dev / test pairs for quick runs; None = all) and ``seed``: see
+            :class:`~pgpis.data.datamodule.PairDataModule`.
     """
 
     def __init__(
@@ -138,21 +140,14 @@ class PhoenixDataModule(PairDataModule):
         keypoints: str | list[str] | None = None,
         image_size: tuple[int, int] = (512, 512),
         encoder_inputs: dict[str, tuple[int, int]] | None = None,
-        batch_size: int = 8,
-        eval_batch_size: int | None = None,
-        num_workers: int = 2,
         train_pairs: int = 100_000,
-        max_eval_pairs: int | None = None,
         score_threshold: float = 0.3,
         draw_face: bool = False,
         flip_prob: float = 0.0,
         check_images: ImageCheck = "none",
-        persistent_workers: bool = True,
-        pin_memory: bool = False,
-        seed: int = 0,
+        **loader_args: Any,
     ):
-        super().__init__()
-        self.save_hyperparameters()
+        super().__init__(**loader_args)
         self.index: PhoenixIndex | None = None
         self.triplets: dict[str, np.ndarray] = {}
 
@@ -165,12 +160,8 @@ class PhoenixDataModule(PairDataModule):
         lengths = {split: [len(v) for v in self.index.videos[split]] for split in SPLITS}
         self.triplets = {"train": train_triplets(lengths["train"], hp.train_pairs, hp.seed),
                          "val": first_frame_pairs(lengths["dev"]), "test": first_frame_pairs(lengths["test"])}
-        if hp.max_eval_pairs is not None:
-            for split in ("val", "test"):
-                rows = self.triplets[split]
-                if len(rows) > hp.max_eval_pairs:
-                    keep = np.sort(np.random.default_rng(hp.seed).choice(len(rows), size=hp.max_eval_pairs, replace=False))
-                    self.triplets[split] = rows[keep]
+        for split in ("val", "test"):
+            self.triplets[split] = self.eval_subset(self.triplets[split])
 
     def videos(self, split: str) -> list[PhoenixVideo]:
         """Videos behind "train" | "val" | "test" (val = the dev split)."""

@@ -22,17 +22,17 @@ from typing import Callable, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from pgpis.data import keypoints as kpt
 from pgpis.data.phoenix.layout import FRAME_SIZE, PhoenixIndex, PhoenixVideo, keypoints_with_missing, read_phoenix_index
+from pgpis.data.phoenix.protocols import PHOENIX_METRICS, PHOENIX_PROTOCOL_NAME
 from pgpis.errors import DataFormatError, Problem
 from pgpis.metrics.evaluate import EvaluationResult, evaluate_pairs, metrics_table
 from pgpis.metrics.hand_estimators import NoHandEstimator, resolve_hand_estimator
 from pgpis.metrics.hands import NO_ESTIMATOR, HandKeypointEstimator, HandPE, HandSSIM
 from pgpis.metrics.images import load_resized, stack01
 from pgpis.metrics.pairs import EvalPair, copy_source, match_generated, missing_error
-from pgpis.data.phoenix.protocols import PHOENIX_METRICS, PHOENIX_PROTOCOL_NAME
 from pgpis.metrics.protocols import Protocol, get_protocol
 from pgpis.metrics.states import my_batches
+from pgpis.pose import keypoints as kpt
 
 Log = Callable[[str], None]
 SPLIT_ALIASES = {"val": "dev", "validation": "dev"}

@@ -27,8 +27,9 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from pgpis.data import keypoints as kpt
+from pgpis.atomic import atomic_write
 from pgpis.errors import DataFormatError, Problem
+from pgpis.pose import keypoints as kpt
 
 NUM_POINTS = 133
 FRAME_SIZE = (260, 210)  # (h, w): Phoenix frames are 210 wide x 260 high; keypoints are in their pixels
@@ -168,8 +169,8 @@ def _entry_array(value: Any) -> np.ndarray | str | None:
 def check_keypoint_array(arr: np.ndarray, source: str, name: str) -> list[Problem]:
     """Problems of one video's ``[T, 133, 3]`` array: dtype, shape, finite values, detected points in the frame.
 
-    Detected points (score >= :data:`~pgpis.data.keypoints.CONFIDENT_SCORE`) must lie in the 210x260
-    frame within :data:`~pgpis.data.keypoints.KEYPOINT_TOLERANCE_PX` each side; low-score points may lie
+    Detected points (score >= :data:`~pgpis.pose.keypoints.CONFIDENT_SCORE`) must lie in the 210x260
+    frame within :data:`~pgpis.pose.keypoints.KEYPOINT_TOLERANCE_PX` each side; low-score points may lie
     anywhere (HRNet still outputs a location for joints it cannot see) but must be finite.
     """
     fix_shape = "store COCO-WholeBody (x, y, score) per frame as a float array [T, 133, 3]"
@@ -273,6 +274,23 @@ def write_keypoints_npz(path: str | os.PathLike, keypoints: dict[str, np.ndarray
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **{normalise_name(k): np.asarray(v, np.float32) for k, v in keypoints.items()})
     return path
+
+
+def write_video_npz(path: str | os.PathLike, name: str, frames: np.ndarray) -> Path:
+    """Write one video's ``[T, 133, 3]`` (Phoenix frame) as ``{name: array}`` .npz, atomically (`pgpis pose
+    extract --format npz`: a kill leaves the old file or the whole new one)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {normalise_name(name): np.asarray(frames, np.float32)}
+    return atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+
+
+def video_in_npz(path: Path, name: str) -> bool:
+    """Whether `path` holds video `name` as :func:`read_keypoint_file` reads it (a file a kill cut short does not)."""
+    try:
+        return name in read_keypoint_file(path)
+    except DataFormatError:
+        return False
 
 
 def convert_keypoints(sources: Iterable[str | os.PathLike], out: str | os.PathLike) -> tuple[Path, int]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import gzip
 import math
 import pickle
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -24,10 +23,10 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pgpis.data.keypoints import FACE_START, LEFT_HAND_START, RIGHT_HAND_START
-from pgpis.data.phoenix.layout import CORPUS, CORPUS_HEADER, FRAME_SIZE, FRAMES_DIR, KEYPOINTS_DIR, SPLITS, SYNTHETIC_MARKER
 from pgpis.data.phoenix.keypoints import write_keypoints_npz
-from pgpis.errors import DataFormatError, Problem
+from pgpis.data.phoenix.layout import CORPUS, CORPUS_HEADER, FRAME_SIZE, FRAMES_DIR, KEYPOINTS_DIR, SPLITS, SYNTHETIC_MARKER
+from pgpis.data.synthetic_out import prepare_synthetic_out
+from pgpis.pose.keypoints import FACE_START, LEFT_HAND_START, RIGHT_HAND_START
 
 KEYPOINT_FORMATS = ("pickle", "tensor-pickle", "npz")
 SUPERSAMPLE = 2  # draw at 2x and downsample, so thin fingers are anti-aliased like camera frames
@@ -221,19 +220,7 @@ def _video_name(rng: np.random.Generator, i: int) -> str:
     show = ("tagesschau", "heute")[i % 2]
     return (f"{int(rng.integers(1, 29)):02d}{_MONTHS[int(rng.integers(len(_MONTHS)))]}_{int(rng.integers(2009, 2012))}_"
             f"{_DAYS[int(rng.integers(7))]}_{show}-{int(rng.integers(1000, 9999))}")
-
-
-def _prepare_out(out: Path) -> Path:
-    """Refuse a folder holding other data; clear a previous synthetic copy so no stale frames remain."""
-    if out.exists() and not out.is_dir():
-        raise DataFormatError(Problem(str(out), "the output path exists and is not a folder", "pass a folder path to --out"))
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / SYNTHETIC_MARKER).exists():
-            raise DataFormatError(Problem(str(out), f"the folder is not empty and has no {SYNTHETIC_MARKER} marker, so it may "
-                                          "hold real data that synthetic files would mix with", "pass an empty or new folder to --out"))
-        for name in ("features", "annotations", KEYPOINTS_DIR):
-            shutil.rmtree(out / name, ignore_errors=True)
-    return out
+_WRITTEN = ("features", "annotations", KEYPOINTS_DIR)  # folders a previous synthetic run wrote
 
 
 def write_synthetic_phoenix(
@@ -251,7 +238,7 @@ def write_synthetic_phoenix(
     bad = [f for f in keypoint_formats if f not in KEYPOINT_FORMATS]
     if bad:
         raise ValueError(f"unknown keypoint format(s) {bad}; choose from {KEYPOINT_FORMATS}")
-    out = _prepare_out(Path(out))
+    out = prepare_synthetic_out(Path(out), SYNTHETIC_MARKER, _WRITTEN)
     videos = dict(videos or {"train": 8, "dev": 2, "test": 3})
     rng = np.random.default_rng(seed)
     cast = make_signers(signers, rng)

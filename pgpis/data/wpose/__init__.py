@@ -18,9 +18,11 @@ from __future__ import annotations
 from pgpis.lazy_exports import lazy_getattr
 
 _EXPORTS = {
+    # the dataset contract (pgpis.data.contract), as pgpis.data.registry finds it
+    "WPosePackage": "package",
     # hooks of pgpis.data.registry
-    "add_cli_arguments": "cli", "run_synth": "cli", "run_check": "cli", "run_prepare": "cli", "add_tools": "cli",
-    "add_evaluate_arguments": "cli", "run_evaluate": "cli",
+    "add_cli_arguments": "hooks", "run_synth": "hooks", "run_check": "hooks", "run_prepare": "hooks", "add_tools": "hooks",
+    "add_evaluate_arguments": "hooks", "run_evaluate": "hooks",
     "PROTOCOLS": "protocols", "DEFAULT_PROTOCOL": "protocols",
     # public classes and functions
     "WPoseIndex": "layout", "read_wpose_index": "layout",

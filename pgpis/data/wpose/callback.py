@@ -8,16 +8,27 @@ the same ``metrics.json`` under ``"wpose"``, so one file holds the model-resolut
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Protocol, runtime_checkable
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
+from pgpis.atomic import atomic_write_text
 from pgpis.data.wpose.protocols import DEFAULT_PROTOCOL
+
+
+@runtime_checkable
+class SampleWriter(Protocol):
+    """What this callback reads from the callback that generated the samples
+    (:class:`pgpis.callbacks.inference.DDIMInference`): found by these attributes, so the data layer does not
+    import the callbacks."""
+
+    output_dir: Path
+    metrics_path: Optional[Path]
+    max_pairs: Optional[int]
 
 
 class WPoseEvaluation(pl.Callback):
@@ -42,7 +53,6 @@ class WPoseEvaluation(pl.Callback):
 
     @override
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from pgpis.callbacks.inference import DDIMInference
         from pgpis.data.wpose.datamodule import WPoseDataModule
         from pgpis.data.wpose.scoring import evaluate_wpose
 
@@ -50,7 +60,7 @@ class WPoseEvaluation(pl.Callback):
         if not isinstance(dm, WPoseDataModule):
             raise ValueError("WPoseEvaluation needs data.class_path pgpis.data.wpose.WPoseDataModule "
                              "(experiments/wpose/test.yaml sets both)")
-        inference = next((cb for cb in trainer.callbacks if isinstance(cb, DDIMInference)), None)
+        inference = next((cb for cb in trainer.callbacks if isinstance(cb, SampleWriter)), None)
         if inference is None:
             raise ValueError("WPoseEvaluation scores the files DDIMInference writes: list a DDIMInference callback "
                              "before it (experiments/wpose/test.yaml does)")
@@ -65,7 +75,5 @@ class WPoseEvaluation(pl.Callback):
             data = json.loads(path.read_text()) if path.exists() else {}
             data["wpose"] = self.results
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
-            os.replace(tmp, path)
+            atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
         rank_zero_info("WPoseEvaluation:\n" + gen.markdown_table("generated", {"ground truth": gt}))

@@ -14,20 +14,20 @@ differs from DeepFashion, and why:
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 from typing_extensions import override
 
-from pgpis.data import keypoints as kpt
 from pgpis.data.datamodule import PairDataModule, pair_sample
 from pgpis.data.images import ImageCheck, load_rgb, to_tensor
 from pgpis.data.wpose.fit import PAD_RGB, Fit, fit_image, fit_labels
 from pgpis.data.wpose.layout import WPoseIndex, read_wpose_index, stem
 from pgpis.data.wpose.parsing import read_cihp_as_lip
 from pgpis.errors import DataFormatError, Problem
+from pgpis.pose import keypoints as kpt
 
 Size = tuple[int, int]
 
@@ -78,8 +78,10 @@ class WPoseDataModule(PairDataModule):
         image_size: (h, w) the images are fitted into (resize-to-fit and pad with ``pad_rgb``).
         encoder_inputs: extra fitted views for frozen encoders, e.g. ``{"clip": (224, 224)}``.
         parsing: load the parsing maps (CIHP, returned as LIP classes).
-        max_eval_pairs: a seeded subset of the test pairs for quick runs; None = all.
         check_images: how hard set-up checks the images ("header" reads sizes, needed for the parsing check).
+        loader_args: ``batch_size``, ``eval_batch_size``, ``num_workers``, ``persistent_workers``, ``pin_memory``,
+            ``max_eval_pairs`` (a seeded subset of the test pairs for quick runs; None = all) and ``seed``: see
+            :class:`~pgpis.data.datamodule.PairDataModule`.
     """
 
     def __init__(
@@ -87,19 +89,12 @@ class WPoseDataModule(PairDataModule):
         root: str = "data/wpose",
         image_size: tuple[int, int] = (512, 352),
         encoder_inputs: dict[str, tuple[int, int]] | None = None,
-        batch_size: int = 8,
-        eval_batch_size: int | None = None,
-        num_workers: int = 2,
         parsing: bool = True,
-        max_eval_pairs: int | None = None,
         check_images: ImageCheck = "header",
         pad_rgb: tuple[int, int, int] = PAD_RGB,
-        persistent_workers: bool = True,
-        pin_memory: bool = False,
-        seed: int = 0,
+        **loader_args: Any,
     ):
-        super().__init__()
-        self.save_hyperparameters()
+        super().__init__(**loader_args)
         self.index: WPoseIndex | None = None
         self.test_pairs: list[tuple[str, str]] = []
 
@@ -109,11 +104,7 @@ class WPoseDataModule(PairDataModule):
             return
         hp = self.hparams
         self.index = read_wpose_index(hp.root, check_images=hp.check_images, parsing=hp.parsing, keypoints=True)
-        pairs = list(self.index.pairs)
-        if hp.max_eval_pairs is not None and len(pairs) > hp.max_eval_pairs:
-            keep = np.sort(np.random.default_rng(hp.seed).choice(len(pairs), size=hp.max_eval_pairs, replace=False))
-            pairs = [pairs[i] for i in keep]
-        self.test_pairs = pairs
+        self.test_pairs = self.eval_subset(list(self.index.pairs))
 
     def pairs(self, split: str = "test") -> list[tuple[str, str]]:
         self.setup()

@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from pgpis.atomic import atomic_write
 from pgpis.data.wpose.layout import BBOX, IMAGE_URLS, IMAGES_DIR, read_bboxes, read_image_urls
 from pgpis.errors import DataFormatError, Problem
 
@@ -112,9 +113,7 @@ def download_wpose(root: str | os.PathLike, *, fetch: Fetch = fetch_url, overwri
             report.failed.append((name, f"cannot preprocess the download ({type(err).__name__}: {err})"))
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-        image.save(tmp)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: image.save(f, format=Image.registered_extensions()[path.suffix.lower()]))
         report.written += 1
         if log and (k + 1) % 100 == 0:
             log(f"{k + 1}/{len(urls)} images")

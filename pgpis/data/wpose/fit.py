@@ -18,13 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from pgpis.data.keypoints import missing_mask
+from pgpis.metrics.presets import WPOSE_PAD_RGB
+from pgpis.pose.keypoints import missing_mask
 
 Size = tuple[int, int]  # (h, w)
 
 #: fill colour of the padding (RGB): white, like the studio backgrounds of DeepFashion, which the
 #: DeepFashion-trained models evaluated on WPose paint at image borders
-PAD_RGB: tuple[int, int, int] = (255, 255, 255)
+PAD_RGB: tuple[int, int, int] = WPOSE_PAD_RGB  # the WPose protocols' pad colour
 #: parsing label of the padding (Background in CIHP and LIP)
 PAD_LABEL = 0
 

@@ -38,10 +38,11 @@ from typing import Any, Iterable, Literal
 import numpy as np
 from PIL import Image
 
-from pgpis.data import keypoints as kpt
+from pgpis.atomic import atomic_write_text
 from pgpis.data.images import upright_size
 from pgpis.data.parsing import CIHP, read_parsing
 from pgpis.errors import DataFormatError, Problem
+from pgpis.pose import keypoints as kpt
 
 IMAGE_URLS = "image_urls.txt"
 BBOX = "bbox.txt"
@@ -307,10 +308,7 @@ def write_keypoint_file(root: str | os.PathLike, name: str, body: np.ndarray, im
             "estimator": estimator, "origin": origin, "found": found,
             "keypoints": "OpenPose-18 (x, y, score) in pixels of the image; a missing point is (-1, -1, 0)",
             "body": [[round(float(v), 3) for v in row] for row in body]}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, json.dumps(data, indent=1) + "\n")
 
 
 def read_keypoint_file(path: Path, name: str, image_size: tuple[int, int] | None) -> WPoseKeypoints | Problem:

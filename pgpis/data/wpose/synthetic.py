@@ -20,19 +20,18 @@ from __future__ import annotations
 
 import json
 import pickle
-import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from pgpis.data.deepfashion.synthetic import render_person, sample_appearance, sample_pose
-from pgpis.data.keypoints import CFLD_FRAME, MISSING
 from pgpis.data.parsing import CIHP, LIP, write_parsing_png
+from pgpis.data.synthetic_out import prepare_synthetic_out
 from pgpis.data.wpose.layout import (BBOX, IMAGE_URLS, IMAGES_DIR, KEYPOINTS_DIR, PARSING_DIR, SYNTHETIC_KEYPOINTS,
                                      SYNTHETIC_MARKER, TEST_DATA, TEST_PAIRS, stem)
 from pgpis.data.wpose.parsing import lip_to_cihp
-from pgpis.errors import DataFormatError, Problem
+from pgpis.pose.keypoints import CFLD_FRAME, MISSING
 
 URL_BASE = "https://example.invalid/pgpis-synthetic-wpose/"
 NECK = 1
@@ -120,22 +119,6 @@ def render_scene(rng: np.random.Generator, appearance, max_side: int, view: str 
     return Image.fromarray(image), labels, body
 
 
-def _prepare_out(out: Path) -> Path:
-    """Refuse a folder holding other data; clear what a previous synthetic run wrote."""
-    if out.exists() and not out.is_dir():
-        raise DataFormatError(Problem(str(out), "the output path exists and is not a folder", "pass a folder to --out"))
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / SYNTHETIC_MARKER).exists():
-            raise DataFormatError(Problem(str(out), f"the folder is not empty and has no {SYNTHETIC_MARKER} marker, so it "
-                                                    "may hold real data", "pass an empty or new folder to --out"))
-        for name in _WRITTEN_DIRS:
-            shutil.rmtree(out / name, ignore_errors=True)
-        for name in _WRITTEN_FILES:
-            (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def write_synthetic_wpose(out: str | Path, *, seed: int = 0, identities: int = 8, poses: int = 3,
                           max_side: int = 160) -> dict:
     """Write a synthetic WPose copy; pairs are all ordered pairs of one identity's images. Returns a summary.
@@ -148,7 +131,7 @@ def write_synthetic_wpose(out: str | Path, *, seed: int = 0, identities: int = 8
         raise ValueError(f"poses must be at least 2 (a pair needs two images of one person), got {poses}")
     if max_side < 32:
         raise ValueError(f"max_side must be at least 32 px, got {max_side}")
-    out = _prepare_out(Path(out))
+    out = prepare_synthetic_out(Path(out), SYNTHETIC_MARKER, _WRITTEN_DIRS, _WRITTEN_FILES)
     (out / IMAGES_DIR).mkdir()
     (out / PARSING_DIR).mkdir()
     urls, boxes, pairs, records, keypoints = [], [], [], [], {}

@@ -28,11 +28,12 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from pgpis.data import keypoints as kpt
+from pgpis.data.phoenix.keypoints import video_in_npz, write_video_npz
 from pgpis.errors import DataFormatError, PgpisError, Problem
+from pgpis.pose import keypoints as kpt
 from pgpis.pose import formats as fmt
 from pgpis.pose.media import Source, cfld_name, discover, read_frames, read_image
-from pgpis.pose.options import add_estimator_arguments, parse_options
+from pgpis.pose.options import add_estimator_arguments, load_named_estimator, parse_options
 from pgpis.pose.preview import PreviewItem, spread, write_preview
 
 RECORD = "pose-extract.json"
@@ -172,13 +173,13 @@ class Extractor:
     def _video_npz(self, index: int, src: Source) -> None:
         key = video_key(src.rel)
         path = _npz_file(self.out, key)
-        if fmt.npz_is_valid(path, key):
+        if video_in_npz(path, key):
             self.tally.kept += 1
             rgb = next(read_frames(src.path)) if index in self.preview_slots else None
         else:
             arr, rgb, _ = self._npz_frames(read_frames(src.path), str(src.path))
             self.tally.frames += len(arr)
-            fmt.write_npz(path, key, arr)
+            write_video_npz(path, key, arr)
             self.tally.written += 1
         self._npz_preview(index, key, rgb, f"{src.rel.as_posix()} frame 1")
 
@@ -186,39 +187,25 @@ class Extractor:
         """A folder of frames (Phoenix's ``<video>/images0001.png ...``) as one video, frames in name order."""
         path = _npz_file(self.out, key)
         self.tally.images += len(images)
-        if fmt.npz_is_valid(path, key):
+        if video_in_npz(path, key):
             self.tally.kept += 1
             rgb = read_image(images[0].path) if index in self.preview_slots else None
         else:
             arr, rgb, _ = self._npz_frames((read_image(s.path) for s in images), f"{images[0].path.parent}")
-            fmt.write_npz(path, key, arr)
+            write_video_npz(path, key, arr)
             self.tally.written += 1
         self._npz_preview(index, key, rgb, f"{key} frame 1")
 
 
 def coco_to_openpose(wholebody: np.ndarray, threshold: float = kpt.CONFIDENT_SCORE) -> np.ndarray:
-    """``[18, 2]`` OpenPose-18 from a COCO-WholeBody row ``[133, 3]`` (neck: mean of the shoulders), -1 missing."""
-    from pgpis.pose.estimate import OPENPOSE18_TO_COCO17
+    """``[18, 2]`` OpenPose-18 from a COCO-WholeBody row ``[133, 3]`` (points scoring under `threshold` missing;
+    neck: mean of the shoulders), -1 missing: :func:`pgpis.pose.mappings.wholebody133_to_openpose18`."""
+    from pgpis.pose.mappings import clean_points, wholebody133_to_openpose18
 
-    wb = np.asarray(wholebody, np.float32)
-    out = np.full((18, 2), kpt.MISSING, np.float32)
-    ok = wb[:, 2] >= threshold
-    for op, coco in OPENPOSE18_TO_COCO17.items():
-        if ok[coco]:
-            out[op] = wb[coco, :2]
-    if ok[5] and ok[6]:
-        out[1] = (wb[5, :2] + wb[6, :2]) / 2
-    return out
+    return wholebody133_to_openpose18(clean_points(wholebody, min_score=threshold))[:, :2].copy()
 
 
 # --------------------------------------------------------------------------- command
-def load_named_estimator(name: str, options: Sequence[str] = ()) -> Any:
-    """The estimator `name` (``mediapipe``, ``rtmlib`` or a class path) built with ``KEY=VALUE`` `options`."""
-    from pgpis.pose import load_estimator
-
-    return load_estimator(name, **parse_options(options))
-
-
 def record_path(out: Path, fmt_name: str) -> Path:
     return out.with_name(f"{out.stem}.{RECORD}") if fmt_name == "cfld" else out / RECORD
 

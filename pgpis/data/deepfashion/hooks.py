@@ -1,9 +1,10 @@
 """DeepFashion in `pgpis data` (synth / check / preview) and `pgpis evaluate`: the dataset hooks.
 
-:mod:`pgpis.data.cli` and :mod:`pgpis.metrics.cli` own the parsers and the
-options every dataset shares (--out, --seed, --identities, --poses, --layout,
---size, --workers, --root, --parsing, --quick, ...; see
-:mod:`pgpis.data.registry`); DeepFashion adds none of its own.
+:mod:`pgpis.commands.data` and `pgpis evaluate` own the parsers and the options every
+dataset shares (--out, --seed, --root, --quick, ...); DeepFashion adds its own
+(synth: --identities, --poses, --layout, --size, --workers; check: --parsing).
+:class:`~pgpis.data.deepfashion.package.DeepFashionPackage` hands these hooks to
+:mod:`pgpis.data.registry`.
 """
 from __future__ import annotations
 
@@ -16,16 +17,26 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pgpis.data.cli import parse_size
+from pgpis.data.contract import parse_size, print_problems
 from pgpis.errors import DataFormatError
 from pgpis.grids import upscale_factor, upscale_nearest
+from pgpis.pose.options import add_scoring_estimator_arguments
 
 if TYPE_CHECKING:
     from pgpis.metrics.evaluate import EvaluationResult
 
 
 def add_cli_arguments(command: str, parser: argparse.ArgumentParser) -> None:
-    """DeepFashion uses only the shared options."""
+    """The DeepFashion options of `pgpis data <command>` (added when it is the chosen ``--dataset``)."""
+    if command == "synth":
+        parser.add_argument("--identities", type=int, default=300)
+        parser.add_argument("--poses", type=int, default=4, help="images per identity")
+        parser.add_argument("--layout", choices=("cfld", "pcdms"), default="cfld")
+        parser.add_argument("--size", default="256x176",
+                            help="image size HxW (keypoints are always in the 256x176 frame)")
+        parser.add_argument("--workers", type=int, default=2)
+    elif command == "check":
+        parser.add_argument("--parsing", action="store_true", help="require a parsing map for every image")
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -51,10 +62,7 @@ def run_check(args: argparse.Namespace) -> int:
     try:
         index = read_deepfashion_index(args.root, parsing=args.parsing, check_images="header" if args.quick else "decode")
     except DataFormatError as err:
-        print(f"pgpis data check: {args.root}: {len(err.problems)} problem(s):", file=sys.stderr)
-        for p in err.problems:
-            print(f"  - {p}", file=sys.stderr)
-        return 1
+        return print_problems("data check", args.root, err)
     print(f"{args.root}: {index.layout.upper()} layout{' (synthetic)' if index.is_synthetic else ''}, OK "
           f"({time.perf_counter() - t0:.1f} s)")
     for split, pairs in index.pairs.items():
@@ -69,10 +77,10 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_preview(args: argparse.Namespace) -> int:
-    from pgpis.data import keypoints as kpt
     from pgpis.data import parsing as prs
     from pgpis.data.deepfashion.layout import read_deepfashion_index
     from pgpis.data.images import load_rgb, resize_image
+    from pgpis.pose import keypoints as kpt
 
     h, w = parse_size(args.size)
     index = read_deepfashion_index(args.root, splits=(args.split,), check_images="none")
@@ -109,20 +117,15 @@ def run_preview(args: argparse.Namespace) -> int:
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """DeepFashion's option beyond the shared `pgpis evaluate` ones: the pose-accuracy estimator."""
-    parser.add_argument("--pose-estimator", default="auto", metavar="NAME|none",
-                        help="pose accuracy (PCK@0.05/0.1, mean keypoint error) of samples, copy-source and ground "
-                             "truth: 'auto' (default: mediapipe when installed), mediapipe, rtmlib, a class path "
-                             "package.module.Class, or none (docs/metrics.md)")
-    parser.add_argument("--pose-estimator-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="option for the pose estimator's constructor, repeatable "
-                             "(e.g. det=PATH.onnx pose=PATH.onnx for rtmlib)")
+    add_scoring_estimator_arguments(parser, what="pose accuracy (PCK@0.05/0.1, mean keypoint error) of samples, "
+                                                 "copy-source and ground truth")
 
 
 def _pose_estimator(args: argparse.Namespace):
     """`--pose-estimator` as given, or built now with its `--pose-estimator-option` s."""
     if not args.pose_estimator_option or args.pose_estimator.lower() in ("auto", "none"):
         return args.pose_estimator
-    from pgpis.pose.cli import load_named_estimator
+    from pgpis.pose.options import load_named_estimator
 
     return load_named_estimator(args.pose_estimator, args.pose_estimator_option)
 

@@ -4,8 +4,9 @@
         --generated DIR --protocol deepfashion-256x176 --out metrics.json
 
 Writes metrics.json (metrics that cannot be computed are null with the reason
-in "unavailable") and prints the papers' markdown table. The dataset's package
-(found through :mod:`pgpis.data.registry`) adds its options and does the scoring
+in "unavailable") and prints the papers' markdown table. The dataset's
+:class:`~pgpis.data.contract.DatasetPackage` (found through :mod:`pgpis.data.registry`
+from a name or a class path) adds its options and does the scoring
 (``add_evaluate_arguments``, ``run_evaluate``); this module owns the shared options
 and the output.
 """
@@ -29,17 +30,19 @@ DEFAULT_CACHE = Path(os.environ.get("PGPIS_FID_CACHE", Path.home() / ".cache" / 
 
 def build_parser(dataset: str = DEFAULT_DATASET) -> argparse.ArgumentParser:
     """The shared options plus `dataset`'s own (its ``add_evaluate_arguments``)."""
-    module = registry.dataset_module(dataset)
+    chosen = registry.get_dataset(dataset)
     p = argparse.ArgumentParser(prog="pgpis evaluate" if dataset == DEFAULT_DATASET else f"pgpis evaluate --dataset {dataset}", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Weights (offline): --alexnet-weights / $PGPIS_ALEXNET_WEIGHTS, "
                                        "--inception-weights / $PGPIS_INCEPTION_WEIGHTS (clean-fid) or "
                                        "$PGPIS_TORCHVISION_INCEPTION_WEIGHTS (legacy protocols).")
-    p.add_argument("--dataset", choices=registry.available(), default=DEFAULT_DATASET)
+    p.add_argument("--dataset", default=DEFAULT_DATASET, metavar="NAME|CLASS_PATH",
+                   help=f"one of {', '.join(registry.available())}, or the class path of a DatasetPackage "
+                        "(my_pkg.module:MyDataset; docs/extending-datasets.md)")
     p.add_argument("--root", required=True, help="dataset root (CFLD or PCDMs layout)")
     p.add_argument("--split", default="test")
     p.add_argument("--generated", required=True, help="folder of <source stem>_to_<target stem>.png")
-    p.add_argument("--protocol", default=module.DEFAULT_PROTOCOL, help=f"one of: {', '.join(sorted(all_protocols()))}")
+    p.add_argument("--protocol", default=chosen.default_protocol, help=f"one of: {', '.join(sorted(all_protocols()))}")
     p.add_argument("--out", default="metrics.json")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu")
@@ -54,7 +57,7 @@ def build_parser(dataset: str = DEFAULT_DATASET) -> argparse.ArgumentParser:
                    help="first write the copy-the-source baseline into --generated (each target replaced by its "
                         "source, PIL-bicubic resized to the protocol size), then evaluate it")
     add_quality_arguments(p)  # IQA / IAA for every dataset (pgpis/metrics/quality/cli.py)
-    module.add_evaluate_arguments(p)
+    chosen.add_evaluate_arguments(p)
     return p
 
 
@@ -75,11 +78,22 @@ def list_protocols() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--list-protocols" in argv:
-        print(list_protocols())
-        return 0
-    args = build_parser(_dataset(argv)).parse_args(argv)
-    run_evaluate = registry.dataset_module(args.dataset).run_evaluate
+    try:
+        dataset = _dataset(argv)
+        if "--list-protocols" in argv:
+            registry.load_protocols(tuple(dict.fromkeys(registry.available() + (dataset,))))
+            print(list_protocols())
+            return 0
+        chosen = registry.get_dataset(dataset)
+        chosen.protocols()  # its presets registered before --protocol is looked up
+    except registry.UnknownDatasetError as err:
+        print(f"pgpis evaluate: error: {err}", file=sys.stderr)
+        return 2
+    if not chosen.supports("evaluate"):
+        print(f"pgpis evaluate: error: dataset {dataset} has no evaluation", file=sys.stderr)
+        return 2
+    args = build_parser(dataset).parse_args(argv)
+    run_evaluate = chosen.run_evaluate
 
     def log(msg: str) -> None:
         print(f"[pgpis evaluate] {msg}", file=sys.stderr)
@@ -114,7 +128,7 @@ def _dataset(argv: Sequence[str]) -> str:
             name = a.split("=", 1)[1]
         else:
             continue
-        return name if name in registry.available() else DEFAULT_DATASET  # argparse then names the choices
+        return name
     return DEFAULT_DATASET
 
 

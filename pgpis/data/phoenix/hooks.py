@@ -1,13 +1,12 @@
 """Phoenix14T in `pgpis data`: `synth|check|preview --dataset phoenix` and `convert-keypoints`.
 
-The dataset hooks :mod:`pgpis.data.cli` (which owns the parser) dispatches to
+The dataset hooks :mod:`pgpis.commands.data` (which owns the parser) dispatches to
 through :mod:`pgpis.data.registry`, so the Phoenix options live beside the
 Phoenix code. None of this imports torch/Lightning unless a tensor pickle is read.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw
 
+from pgpis.data.contract import print_problems
 from pgpis.data.images import load_rgb
 from pgpis.errors import DataFormatError
 from pgpis.grids import upscale_factor, upscale_nearest
@@ -80,17 +80,10 @@ def run_synth(args: argparse.Namespace) -> int:
         summary = write_synthetic_phoenix(args.out, seed=args.seed, signers=args.signers, videos=_videos(args.videos),
                                           frames=_frames(args.frames), keypoint_formats=args.keypoint_formats or ("pickle",))
     except DataFormatError as err:
-        return _print_problems(args.out, err)
+        return print_problems("data", args.out, err)
     print(f"wrote synthetic Phoenix14T to {args.out} in {time.perf_counter() - t0:.1f} s: "
           + ", ".join(f"{k}={v}" for k, v in summary.items()))
     return 0
-
-
-def _print_problems(root: Path, err: DataFormatError) -> int:
-    print(f"pgpis data: {root}: {len(err.problems)} problem(s):", file=sys.stderr)
-    for p in err.problems:
-        print(f"  - {p}", file=sys.stderr)
-    return 1
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -101,7 +94,7 @@ def run_check(args: argparse.Namespace) -> int:
         index = read_phoenix_index(args.root, keypoints=getattr(args, "keypoints", None),
                                    check_images="header" if args.quick else "decode")
     except DataFormatError as err:
-        return _print_problems(args.root, err)
+        return print_problems("data", args.root, err)
     print(f"{index.root}: Phoenix14T{' (synthetic)' if index.is_synthetic else ''}, OK ({time.perf_counter() - t0:.1f} s); "
           f"keypoints from {', '.join(p.name for p in index.keypoint_files)}")
     for split, videos in index.videos.items():
@@ -121,15 +114,15 @@ def convert(args: argparse.Namespace) -> int:
     try:
         path, n = convert_keypoints(args.inputs, args.out)
     except DataFormatError as err:
-        return _print_problems(Path(args.out), err)
+        return print_problems("data", Path(args.out), err)
     print(f"wrote {n} videos' keypoints to {path} (load it with np.load(..., allow_pickle=False))")
     return 0
 
 
 def run_preview(args: argparse.Namespace) -> int:
     """Grid: first frame | target whole-body pose | target frame, for a few test pairs."""
-    from pgpis.data import keypoints as kpt
     from pgpis.data.phoenix.layout import FRAME_SIZE, first_frame_pairs, keypoints_with_missing, read_phoenix_index
+    from pgpis.pose import keypoints as kpt
 
     split = "test" if args.split == "test" else "train"
     index = read_phoenix_index(args.root, splits=(split,))

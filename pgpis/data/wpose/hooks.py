@@ -1,6 +1,6 @@
 """WPose's hooks for `pgpis data synth|check|prepare`, `pgpis data download-wpose` and `pgpis evaluate`.
 
-:mod:`pgpis.data.cli` owns the parsers and calls these through :mod:`pgpis.data.registry`; the options
+:mod:`pgpis.commands.data` owns the parsers and calls these through :mod:`pgpis.data.registry`; the options
 live beside the WPose code. Nothing here imports torch unless a command needs it.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from pgpis.data.contract import print_problems
 from pgpis.errors import DataFormatError, PgpisError
 from pgpis.pose.options import add_estimator_arguments, parse_options
 
@@ -21,6 +22,8 @@ def add_cli_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     """The WPose options of `pgpis data <command>` (in their own argument group)."""
     if command == "synth":
         g = parser.add_argument_group(GROUP)
+        g.add_argument("--identities", type=int, default=300)
+        g.add_argument("--poses", type=int, default=4, help="images per identity")
         g.add_argument("--max-side", type=int, default=160,
                        help="wpose: longer side of the synthetic images in px (aspect ratios vary; default %(default)s)")
     elif command == "prepare":
@@ -33,13 +36,6 @@ def add_cli_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                        help="wpose: re-estimate images that already have keypoints from the same estimator")
 
 
-def _print_problems(root: Path, err: DataFormatError, command: str) -> int:
-    print(f"pgpis data {command}: {root}: {len(err.problems)} problem(s):", file=sys.stderr)
-    for p in err.problems:
-        print(f"  - {p}", file=sys.stderr)
-    return 1
-
-
 def run_synth(args: argparse.Namespace) -> int:
     from pgpis.data.wpose.synthetic import write_synthetic_wpose
 
@@ -48,7 +44,7 @@ def run_synth(args: argparse.Namespace) -> int:
         summary = write_synthetic_wpose(args.out, seed=args.seed, identities=args.identities, poses=args.poses,
                                         max_side=args.max_side)
     except DataFormatError as err:
-        return _print_problems(Path(args.out), err, "synth")
+        return print_problems("data synth", Path(args.out), err)
     except ValueError as err:
         print(f"pgpis data synth: {err}", file=sys.stderr)
         return 2
@@ -65,7 +61,7 @@ def run_check(args: argparse.Namespace) -> int:
     try:
         index = read_wpose_index(args.root, check_images="header" if args.quick else "decode")
     except DataFormatError as err:
-        return _print_problems(Path(args.root), err, "check")
+        return print_problems("data check", Path(args.root), err)
     names = index.names()
     print(f"{index.root}: WPose{' (synthetic)' if index.is_synthetic else ''}, OK ({time.perf_counter() - t0:.1f} s)")
     print(f"  test: {len(index.pairs)} pairs (from {index.pair_source}), {len(names)} images, "
@@ -87,7 +83,7 @@ def run_prepare(args: argparse.Namespace) -> int:
                                    use_synthetic=args.use_synthetic_keypoints, overwrite=args.overwrite,
                                    log=lambda msg: print(f"[pgpis data prepare] {msg}", file=sys.stderr))
     except DataFormatError as err:
-        return _print_problems(Path(args.root), err, "prepare")
+        return print_problems("data prepare", Path(args.root), err)
     except PgpisError as err:  # the estimator is unavailable here: its message says what and the fix
         print(f"pgpis data prepare: {err}", file=sys.stderr)
         return 2
@@ -118,7 +114,7 @@ def run_download(args: argparse.Namespace) -> int:
         report = download_wpose(args.root, overwrite=args.overwrite, timeout=args.timeout,
                                 log=lambda msg: print(f"[pgpis data download-wpose] {msg}", file=sys.stderr))
     except DataFormatError as err:
-        return _print_problems(Path(args.root), err, "download-wpose")
+        return print_problems("data download-wpose", Path(args.root), err)
     print(f"{args.root}: {report.written} images written to images/, {report.kept} already there, "
           f"{len(report.failed)} failed")
     for name, why in report.failed[:20]:

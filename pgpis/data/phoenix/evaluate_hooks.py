@@ -6,7 +6,8 @@
 Same options as the DeepFashion evaluation (weights, FID cache, --allow-missing)
 plus the keypoint file(s), an optional hand-keypoint estimator for Hand PE and
 the copy-the-first-frame baseline as a second table row. These are the
-evaluation hooks :mod:`pgpis.metrics.cli` calls through :mod:`pgpis.data.registry`.
+evaluation hooks `pgpis evaluate` (:mod:`pgpis.commands.evaluate`) calls through
+:class:`~pgpis.data.phoenix.package.PhoenixPackage`.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import argparse
 import importlib
 from dataclasses import replace
 from typing import TYPE_CHECKING, Callable, Optional
+
+from pgpis.pose.options import add_scoring_estimator_arguments
 
 if TYPE_CHECKING:
     from pgpis.metrics.evaluate import EvaluationResult
@@ -26,13 +29,8 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hand-estimator", default=None, metavar="MODULE:FACTORY",
                    help="Hand PE: a callable returning a pgpis.metrics.hands.HandKeypointEstimator "
                         "(overrides --pose-estimator)")
-    p.add_argument("--pose-estimator", default="auto", metavar="NAME|none",
-                   help="Hand PE from a pose estimator's hands, the same on generated and real frames: 'auto' "
-                        "(default: mediapipe when installed), mediapipe, rtmlib, a class path package.module.Class, "
-                        "or none (Hand PE unavailable); docs/metrics.md")
-    p.add_argument("--pose-estimator-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="option for the pose estimator's constructor, repeatable "
-                        "(e.g. det=PATH.onnx pose=PATH.onnx for rtmlib)")
+    add_scoring_estimator_arguments(p, what="Hand PE from a pose estimator's hands, the same on generated and real "
+                                            "frames (none: Hand PE unavailable)")
     p.add_argument("--baseline-out", default=None, metavar="DIR",
                    help="also write the copy-the-first-frame baseline to DIR and score it as a second row")
 
@@ -58,7 +56,7 @@ def run_evaluate(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[
     if args.hand_estimator:
         hands = load_estimator(args.hand_estimator)
     elif args.pose_estimator_option and args.pose_estimator.lower() not in ("auto", "none"):
-        from pgpis.pose.cli import load_named_estimator
+        from pgpis.pose.options import load_named_estimator
 
         hands = PoseHandEstimator(load_named_estimator(args.pose_estimator, args.pose_estimator_option))
     else:
