@@ -84,7 +84,8 @@ browser: ## Debian's Chromium for the browser tests (installed when run as root;
 	  exit 1; \
 	fi
 
-test: $(STAMP) browser ## fast CPU test suite (what CI runs first; installs Chromium for the browser tests when root)
+test: $(STAMP) browser ## import-layer contracts + fast CPU test suite (what CI runs first; installs Chromium for the browser tests when root)
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -m "not slow" -q
 
 test-slow: $(STAMP) ## slow tests: full-size architecture builds, long CPU runs
@@ -127,12 +128,12 @@ train-ipf: $(STAMP) $(if $(filter experiments/tiny/%,$(IPF_CONFIG)),$(TRAIN_DATA
 	rm -rf $(IPF_OUT)/$(IPF_LOSS)
 	$(PGPIS) fit $(IPF_RUN) $(ARGS)
 	$(PGPIS) test $(IPF_RUN) --ckpt_path $(IPF_OUT)/$(IPF_LOSS)/checkpoints/last.ckpt $(ARGS)
-	@$(PY) -m pgpis.metrics.retrieval show $(IPF_OUT)/metrics.json --rows A1 $(IPF_LOSS)
+	@$(PGPIS) show retrieval $(IPF_OUT)/metrics.json --rows A1 $(IPF_LOSS)
 
 ipf-ablation: ## IPF with both losses side by side (paper Table 2: A1, A2 = baseline, A3 = source_enhanced)
 	$(MAKE) train-ipf IPF_LOSS=baseline
 	$(MAKE) train-ipf IPF_LOSS=source_enhanced
-	@$(PY) -m pgpis.metrics.retrieval show $(IPF_OUT)/metrics.json --rows A1 baseline source_enhanced
+	@$(PGPIS) show retrieval $(IPF_OUT)/metrics.json --rows A1 baseline source_enhanced
 
 LDM_PHOENIX_CONFIG ?= $(if $(CONFIG),$(CONFIG),experiments/tiny/fpdm.yaml --config experiments/tiny/phoenix_fpdm.yaml)
 LDM_PHOENIX_OUT    ?= outputs/ldm_phoenix
@@ -164,7 +165,7 @@ train-ldm: $(STAMP) $(if $(filter experiments/tiny/%,$(LDM_CONFIG)),data) ## FPD
 	rm -rf $(LDM_OUT)/tiny_fpdm $(LDM_OUT)/samples $(LDM_OUT)/metrics.json $(LDM_OUT)/grid.png
 	$(if $(STORE),test -f $(STORE)/manifest.json || $(PGPIS) data cache --config $(LDM_CONFIG) $(if $(filter experiments/tiny/%,$(LDM_CONFIG)),--data.root $(TRAIN_ROOT)) --out $(STORE) $(ARGS))
 	$(PGPIS) fit --config $(LDM_CONFIG) $(if $(filter experiments/tiny/%,$(LDM_CONFIG)),--data.root $(TRAIN_ROOT)) $(if $(STORE),--store $(STORE)) $(ARGS)
-	@$(PY) -c 'import sys; from pgpis.callbacks.metrics import main; sys.exit(main(sys.argv[1:]))' $(LDM_OUT)/metrics.json
+	@$(PGPIS) show pairs $(LDM_OUT)/metrics.json
 endif
 
 TRUEPOSE_CONFIG ?= $(if $(CONFIG),$(CONFIG),experiments/tiny/truepose.yaml)

@@ -22,7 +22,7 @@ from PIL import Image
 from pgpis.callbacks import DDIMInference
 from pgpis.diffusion import ClassifierFreeGuidance
 from pgpis.data.deepfashion.layout import read_deepfashion_index
-from pgpis.inference.cli import generate_main
+from pgpis.commands.generate import generate_main
 from pgpis.metrics.pairs import generated_name
 from pgpis.errors import DataFormatError
 from pgpis.output_files import (TEMP_INFIX, image_damage, read_settings, settings_change, settings_file, write_image,

@@ -1,4 +1,4 @@
-"""The one way an image enters pgpis (pgpis.data.images.load_rgb / as_rgb): orientation, colour modes, refusals."""
+"""The one way an image enters pgpis (pgpis.images.load_rgb / as_rgb): orientation, colour modes, refusals."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from oriented_photos import ORIENTATIONS, asymmetric_photo, save_oriented
-from pgpis.data.images import BACKGROUND, MIN_SIDE, as_rgb, load_rgb
+from pgpis.images import BACKGROUND, MIN_SIDE, as_rgb, load_rgb
 from pgpis.errors import DataFormatError
 
 

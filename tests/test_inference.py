@@ -17,7 +17,7 @@ from pgpis.data import keypoints as kpt
 from pgpis.data.deepfashion.layout import read_deepfashion_index, stem
 from pgpis.errors import DataFormatError, MissingWeightsError
 from pgpis.inference import export, load_pipeline, load_target_pose
-from pgpis.inference.cli import generate_main
+from pgpis.commands.generate import generate_main
 
 STEPS = 2
 

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from pgpis.data.datamodule import PairDataModule, pair_sample
-from pgpis.data.images import load_rgb, resize_image, to_tensor
+from pgpis.images import load_rgb, resize_image, to_tensor
 from pgpis.pose.keypoints import CFLD_FRAME, OPENPOSE_18, render_pose, rescale_keypoints
 
 from folder_pairs.layout import FolderIndex, read_folder

@@ -16,7 +16,7 @@ from PIL import Image
 
 from pgpis.app.source_photo import PhotoParser, find_parser, source_inputs
 from pgpis.app.sources import Catalog
-from pgpis.data.images import as_rgb
+from pgpis.images import as_rgb
 from pgpis.inference.estimated_poses import retarget_to
 from pgpis.inference.photo_inputs import describe_estimated
 from pgpis.inference.pipeline import Pipeline

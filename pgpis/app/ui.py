@@ -14,7 +14,7 @@ from PIL import Image
 
 from pgpis.app import generate as gen
 from pgpis.app.sources import Catalog
-from pgpis.data.images import load_rgb
+from pgpis.images import load_rgb
 from pgpis.errors import PgpisError
 from pgpis.inference.pipeline import Pipeline
 from pgpis.inference.poses import load_target_pose

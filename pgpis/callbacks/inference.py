@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
 from pgpis.callbacks.metrics import SSIM_DESCRIPTION, PairMetrics, format_table
-from pgpis.data.images import load_rgb, to_tensor
+from pgpis.images import load_rgb, to_tensor
 from pgpis.diffusion.core import move_batch
 from pgpis.diffusion.guidance import GuidancePolicy
 from pgpis.diffusion.sampler import Sampler

@@ -129,25 +129,3 @@ def bar_margins(results: Mapping[str, Mapping[str, float | None]]) -> dict[str, 
         "psnr_over_copy_source": s["psnr"] - c["psnr"],
         "fg_psnr_over_copy_source": s["fg_psnr"] - c["fg_psnr"],
     }
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Print the table and the margins of a metrics.json (`make train-ldm` calls it)."""
-    import json
-    import sys
-    from pathlib import Path
-
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m pgpis.callbacks.metrics METRICS.json", file=sys.stderr)
-        return 2
-    results = json.loads(Path(args[0]).read_text())
-    print(format_table({k: results[k] for k in ("samples", "copy_source", "background_only")}))
-    margins = bar_margins(results)
-    print("margins: " + ", ".join(f"{k} {v:+.3f}" for k, v in margins.items())
-          + "  (issue-4 bar: >= +0.05, +4 dB, +3 dB)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -69,7 +69,7 @@ def _device(given: Optional[str]) -> str:
 def build_run(args: Sequence[str]) -> Any:
     """The LightningCLI of `pgpis fit` with these arguments, instantiated but not run (model, datamodule, trainer
     exactly as training builds them: same config parsing, same seed)."""
-    from pgpis.cli import run_lightning_cli
+    from pgpis.commands.lightning import run_lightning_cli
 
     return run_lightning_cli(list(args), run=False)
 

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from pgpis.atomic import atomic_write
-from pgpis.data.images import load_rgb
+from pgpis.images import load_rgb
 from pgpis.data.parsing import LIP, parsing_image, read_parsing
 from pgpis.errors import DataFormatError, PgpisError
 from pgpis.parsing import InvalidParser, InvalidParsing, ParserUnavailable, parse_lip, parser_name
@@ -66,7 +66,7 @@ class Tally:
 def _image_name(rel: PurePosixPath) -> str:
     """The map's name: a DeepFashion image's canonical stem, else its relative path without suffix."""
     from pgpis.data.deepfashion.layout import stem
-    from pgpis.pose.media import cfld_name
+    from pgpis.data.deepfashion.layout import cfld_name
 
     return stem(cfld_name(rel)) if rel.suffix else rel.as_posix()
 

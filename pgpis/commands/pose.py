@@ -32,7 +32,8 @@ from pgpis.data.phoenix.keypoints import video_in_npz, write_video_npz
 from pgpis.errors import DataFormatError, PgpisError, Problem
 from pgpis.pose import keypoints as kpt
 from pgpis.pose import formats as fmt
-from pgpis.pose.media import Source, cfld_name, discover, read_frames, read_image
+from pgpis.data.deepfashion.layout import cfld_name
+from pgpis.pose.media import Source, discover, read_frames, read_image
 from pgpis.pose.options import add_estimator_arguments, load_named_estimator, parse_options
 from pgpis.pose.preview import PreviewItem, spread, write_preview
 

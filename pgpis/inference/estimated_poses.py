@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from pgpis.data import keypoints as kpt
-from pgpis.data.images import as_rgb, load_rgb
+from pgpis.images import as_rgb, load_rgb
 from pgpis.errors import DataFormatError, Problem
 from pgpis.pose import formats as fmt
 

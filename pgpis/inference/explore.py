@@ -94,7 +94,7 @@ def truepose_maps(pipe, source_image, target_pose, source_parsing, source_pose=N
 def retrieval_neighbours(pipe, source_image, target_pose, gallery: Sequence[Any], k: int = 5
                          ) -> tuple[list[int], np.ndarray]:
     """FPDM's IPF fusion embedding of (source, target pose) against a gallery of images: top-k indices and cosine scores."""
-    from pgpis.data.images import resize_image, to_tensor
+    from pgpis.images import resize_image, to_tensor
     from pgpis.inference.pipeline import _open_image
     from pgpis.inference.poses import load_target_pose
 

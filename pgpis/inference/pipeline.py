@@ -38,7 +38,7 @@ from PIL import Image
 from torch import Tensor
 
 from pgpis.data import parsing as prs
-from pgpis.data.images import as_rgb, load_rgb, resize_image, to_tensor
+from pgpis.images import as_rgb, load_rgb, resize_image, to_tensor
 from pgpis.diffusion.guidance import ClassifierFreeGuidance, CumulativeGuidance, GuidancePolicy, NoGuidance
 from pgpis.diffusion.sampler import Sampler
 from pgpis.errors import MissingWeightsError
@@ -61,7 +61,7 @@ GuidanceInput = Union[GuidancePolicy, float, Sequence[float], None]
 
 
 def _open_image(image: ImageInput, what: str, min_size: Optional[Size] = None) -> Image.Image:
-    """A caller's image read as every entry point reads it (:func:`pgpis.data.images.load_rgb`): upright, RGB,
+    """A caller's image read as every entry point reads it (:func:`pgpis.images.load_rgb`): upright, RGB,
     at least `min_size` (h, w)."""
     if isinstance(image, Image.Image):
         return as_rgb(image, f"<{what}>", min_size=min_size, what=what)

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from pgpis.pose import keypoints as kpt
-from pgpis.data.images import as_rgb, load_rgb
+from pgpis.images import as_rgb, load_rgb
 from pgpis.errors import DataFormatError, MissingFileError, Problem
 
 Size = tuple[int, int]  # (h, w)

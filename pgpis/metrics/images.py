@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pgpis.data.images import load_rgb
+from pgpis.images import load_rgb
 
 
 def load_resized(path: str | Path, size: tuple[int, int]) -> np.ndarray:

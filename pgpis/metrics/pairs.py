@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 from PIL import Image
 
-from pgpis.data.images import load_rgb
+from pgpis.images import load_rgb
 from pgpis.errors import DataFormatError, Problem
 
 GENERATED_SUFFIX = ".png"

@@ -8,7 +8,7 @@ with :func:`~pgpis.metrics.protocols.register_protocol`. Torch-free.
 """
 from __future__ import annotations
 
-from pgpis.metrics.protocols import Protocol, register_protocol
+from pgpis.metrics.protocol_registry import Protocol, register_protocol
 
 # --------------------------------------------------------------------------- DeepFashion In-shop
 _DF = "DeepFashion In-shop pose transfer"

@@ -3,83 +3,15 @@
 Papers in the field differ in report size, SSIM variant and which Inception
 network / real set FID uses; a protocol pins all of that under one name that
 is written into ``metrics.json``. The built-in datasets' presets (e.g.
-``deepfashion-256x176``, ``phoenix-260x210``) are in :mod:`pgpis.metrics.presets`,
-which the end of this module imports, so ``PROTOCOLS`` holds them as soon as this
+``deepfashion-256x176``, ``phoenix-260x210``) are in :mod:`pgpis.metrics.presets`, on the registry
+of :mod:`pgpis.metrics.protocol_registry`; this module imports both, so ``PROTOCOLS`` holds them as soon as this
 module is imported; a dataset outside pgpis registers its own with
 :func:`register_protocol` (its ``DatasetPackage.protocols()``).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Literal
+from pgpis.metrics import presets as _presets  # noqa: F401  (registers the built-in presets)
+from pgpis.metrics.protocol_registry import (FID_REAL_SETS, PROTOCOLS, FidExtractorName, Protocol, all_protocols,
+                                             get_protocol, register_protocol)
 
-from pgpis.errors import DataFormatError, Problem
-
-FidExtractorName = Literal["clean", "torchvision"]
-
-# metric name -> which real image set it compares the generated images against
-FID_REAL_SETS: dict[str, str] = {
-    "fid": "train",  # all images of the training split (the field's FID)
-    "fid_test": "test_targets",  # the evaluated split's target images (FPDM's FID_test)
-}
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """How generated and ground-truth images are compared.
-
-    Generated and ground-truth images are both resized to `size` (h, w) with
-    PIL bicubic and compared in [0, 1] (see :mod:`pgpis.metrics.ssim` for the
-    two SSIM variants).
-    """
-
-    name: str
-    size: tuple[int, int]  # (h, w) report size
-    description: str
-    ssim_win_size: int = 51
-    ssim_gaussian_sigma: float = 1.5
-    ssim_gaussian_data_range: float | None = None  # None: generated max - min, as the reference scripts
-    psnr_data_range: float = 1.0
-    lpips_net: str = "alex"
-    fid_extractor: FidExtractorName = "clean"
-    fid_real_sets: tuple[str, ...] = ("fid", "fid_test")
-    resize: str = "PIL bicubic"
-    extra: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["size"] = list(self.size)
-        d["fid_real_sets"] = {m: FID_REAL_SETS[m] for m in self.fid_real_sets}
-        return d
-
-
-PROTOCOLS: dict[str, Protocol] = {}
-
-
-def register_protocol(protocol: Protocol, *, replace: bool = False) -> Protocol:
-    """Add a preset; refuses to silently redefine an existing name."""
-    if protocol.name in PROTOCOLS and not replace and PROTOCOLS[protocol.name] != protocol:
-        raise ValueError(f"protocol '{protocol.name}' is already registered with different settings")
-    unknown = [m for m in protocol.fid_real_sets if m not in FID_REAL_SETS]
-    if unknown:
-        raise ValueError(f"protocol '{protocol.name}': unknown FID real sets {unknown}; known: {sorted(FID_REAL_SETS)}")
-    PROTOCOLS[protocol.name] = protocol
-    return protocol
-
-
-def all_protocols() -> dict[str, Protocol]:
-    """Every registered preset, by name."""
-    return PROTOCOLS
-
-
-def get_protocol(name: str | Protocol) -> Protocol:
-    """Look a preset up by name; the error lists the known ones."""
-    if isinstance(name, Protocol):
-        return name
-    if name not in PROTOCOLS:
-        raise DataFormatError(Problem("--protocol", f"unknown evaluation protocol '{name}'",
-                                      f"use one of: {', '.join(sorted(PROTOCOLS))}"))
-    return PROTOCOLS[name]
-
-
-from pgpis.metrics import presets as _presets  # noqa: E402,F401  (after register_protocol exists: it uses it)
+__all__ = ["FidExtractorName", "FID_REAL_SETS", "Protocol", "PROTOCOLS", "register_protocol", "all_protocols", "get_protocol"]

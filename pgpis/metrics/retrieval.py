@@ -17,15 +17,15 @@ exactly once, identically on every rank (no rank-0-only collectives).
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from pgpis.atomic import atomic_write_text
 
 ROW_KEYS = ("R@1", "R@3", "R@5", "mean_rank", "source_top1")
 
@@ -138,9 +138,7 @@ def update_metrics_json(path: str | Path, rows: dict[str, dict[str, float]]) -> 
             data = {}  # a truncated file from an interrupted run: rewrite it
     data.update({name: {k: float(v) for k, v in row.items() if k in ROW_KEYS} for name, row in rows.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return data
 
 
@@ -155,22 +153,3 @@ def format_table(metrics: dict[str, dict[str, float]], rows: Sequence[str] | Non
         cells = [f"{r[k]:.1f}" if k == "mean_rank" else f"{r[k]:.3f}" for k in ROW_KEYS if k in r]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pgpis.metrics.retrieval",
-                                     description="print the IPF retrieval table from metrics.json")
-    sub = parser.add_subparsers(dest="command", required=True)
-    show = sub.add_parser("show", help="print the table")
-    show.add_argument("path", type=Path)
-    show.add_argument("--rows", nargs="*", default=None, help="rows to print, in order (default: all)")
-    args = parser.parse_args(argv)
-    if not args.path.exists():
-        print(f"{args.path}: no such file; run `make train-ipf` first", file=sys.stderr)
-        return 1
-    print(format_table(json.loads(args.path.read_text()), args.rows))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

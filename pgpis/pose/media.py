@@ -3,7 +3,7 @@
 :func:`discover` turns the command line's files and folders into :class:`Source` s (`pgpis pose extract`,
 `pgpis parse`), each named by its path relative to the folder it was found in.
 
-Images are read by :func:`pgpis.data.images.load_rgb`, as the DataModules and every other entry point read
+Images are read by :func:`pgpis.images.load_rgb`, as the DataModules and every other entry point read
 them (EXIF orientation applied: a phone photo stored sideways is upright), so keypoints written for a file land
 on the pixels training and generation will see. Videos are read frame by frame with imageio (mp4, mov, avi, mkv,
 webm through imageio-ffmpeg; GIF through Pillow), never whole into memory.
@@ -17,7 +17,7 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
-from pgpis.data.images import load_rgb
+from pgpis.images import load_rgb
 
 from pgpis.errors import DataFormatError, Problem
 
@@ -26,7 +26,7 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".gif")
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """RGB uint8 ``[H, W, 3]`` pixels of an image file, upright (:func:`pgpis.data.images.load_rgb`)."""
+    """RGB uint8 ``[H, W, 3]`` pixels of an image file, upright (:func:`pgpis.images.load_rgb`)."""
     return np.asarray(load_rgb(path, fix="re-export the image, or remove it from the folder"))
 
 
@@ -106,18 +106,5 @@ def discover(inputs: Sequence[str]) -> list[Source]:
     return found
 
 
-def cfld_name(rel: PurePosixPath) -> str:
-    """The annotation name of an image: its canonical DeepFashion name for a PCDMs ``img/...`` path, else ``rel``."""
-    from pgpis.data.deepfashion.layout import pcdms_relpath_to_name
-
-    text = rel.as_posix()
-    for candidate in (text, f"img/{text}"):
-        try:
-            return pcdms_relpath_to_name(candidate)
-        except ValueError:
-            continue
-    return text
-
-
-__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "Source", "cfld_name", "discover", "kind_of", "read_image", "read_frames",
+__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "Source", "discover", "kind_of", "read_image", "read_frames",
            "video_fps"]

@@ -15,7 +15,7 @@ _EXPORTS = {
     # datamodule
     "DeepFashionDataModule": "datamodule", "DeepFashionDataset": "datamodule", "DeepFashionImages": "datamodule",
     "Augmentation": "datamodule", "IMAGE_SIZE_PRESETS": "datamodule", "split_validation_identities": "datamodule",
-    # the shared image helpers this module has always exported (they live in pgpis.data.images)
+    # the shared image helpers this module has always exported (they live in pgpis.images)
     "to_tensor": "datamodule", "resize_image": "datamodule", "load_rgb": "datamodule",
     # layout
     "DeepFashionIndex": "layout", "DeepFashionWriter": "layout", "read_deepfashion_index": "layout",

@@ -26,7 +26,7 @@ from typing_extensions import override
 from pgpis.data import parsing as prs
 from pgpis.data.datamodule import PairDataModule, pair_sample
 from pgpis.data.deepfashion.layout import DeepFashionIndex, identity_of, read_deepfashion_index
-from pgpis.data.images import ImageCheck, Size, load_rgb, resize_image, to_tensor
+from pgpis.images import ImageCheck, Size, load_rgb, resize_image, to_tensor
 from pgpis.pose import keypoints as kpt
 
 IMAGE_SIZE_PRESETS: dict[str, Size] = {"512x352": (512, 352), "256x176": (256, 176)}

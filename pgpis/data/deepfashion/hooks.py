@@ -79,7 +79,7 @@ def run_check(args: argparse.Namespace) -> int:
 def run_preview(args: argparse.Namespace) -> int:
     from pgpis.data import parsing as prs
     from pgpis.data.deepfashion.layout import read_deepfashion_index
-    from pgpis.data.images import load_rgb, resize_image
+    from pgpis.images import load_rgb, resize_image
     from pgpis.pose import keypoints as kpt
 
     h, w = parse_size(args.size)

@@ -30,13 +30,13 @@ import io
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterable, Literal
 
 import numpy as np
 from PIL import Image
 
-from pgpis.data.images import ImageCheck
+from pgpis.images import ImageCheck
 from pgpis.data.parsing import write_parsing_png
 from pgpis.errors import DataFormatError, Problem
 from pgpis.pose import keypoints as kpt
@@ -84,6 +84,17 @@ def pcdms_relpath_to_name(relpath: str) -> str:
         raise ValueError(f"'{relpath}' is not a PCDMs image path like './img/WOMEN/Blouses_Shirts/id_00000001/02_1_front.jpg'")
     g, cat, pid, item, idx, view = m.groups()
     return deepfashion_name(g, cat, int(pid), int(item), int(idx), view)
+
+
+def cfld_name(rel: PurePosixPath) -> str:
+    """The annotation name of an image: its canonical DeepFashion name for a PCDMs ``img/...`` path, else ``rel``."""
+    text = rel.as_posix()
+    for candidate in (text, f"img/{text}"):
+        try:
+            return pcdms_relpath_to_name(candidate)
+        except ValueError:
+            continue
+    return text
 
 
 def identity_of(name: str) -> str:

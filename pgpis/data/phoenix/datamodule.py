@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 from typing_extensions import override
 
 from pgpis.data.datamodule import PairDataModule
-from pgpis.data.images import ImageCheck, load_rgb, resize_image, to_tensor
+from pgpis.images import ImageCheck, load_rgb, resize_image, to_tensor
 from pgpis.pose import keypoints as kpt
 from pgpis.data.phoenix.layout import (  # re-exported by pgpis.data.phoenix
     CORPUS,

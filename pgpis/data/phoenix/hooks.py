@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from pgpis.data.contract import print_problems
-from pgpis.data.images import load_rgb
+from pgpis.images import load_rgb
 from pgpis.errors import DataFormatError
 from pgpis.grids import upscale_factor, upscale_nearest
 

@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from pgpis.data.images import ImageCheck, upright_size
+from pgpis.images import ImageCheck, upright_size
 from pgpis.data.phoenix.keypoints import FRAME_SIZE as KEYPOINT_FRAME
 from pgpis.data.phoenix.keypoints import PICKLE_SUFFIXES, UnsafePickleError, read_keypoint_files
 from pgpis.errors import DataFormatError, Problem

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from typing_extensions import override
 
 from pgpis.data.datamodule import PairDataModule, pair_sample
-from pgpis.data.images import ImageCheck, load_rgb, to_tensor
+from pgpis.images import ImageCheck, load_rgb, to_tensor
 from pgpis.data.wpose.fit import PAD_RGB, Fit, fit_image, fit_labels
 from pgpis.data.wpose.layout import WPoseIndex, read_wpose_index, stem
 from pgpis.data.wpose.parsing import read_cihp_as_lip

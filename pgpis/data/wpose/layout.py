@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image
 
 from pgpis.atomic import atomic_write_text
-from pgpis.data.images import upright_size
+from pgpis.images import upright_size
 from pgpis.data.parsing import CIHP, read_parsing
 from pgpis.errors import DataFormatError, Problem
 from pgpis.pose import keypoints as kpt

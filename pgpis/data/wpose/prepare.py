@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pgpis.data.images import load_rgb
+from pgpis.images import load_rgb
 from pgpis.data.wpose.layout import (SYNTHETIC_KEYPOINTS, SYNTHETIC_MARKER, read_wpose_index,
                                      write_keypoint_file)
 from pgpis.errors import DataFormatError, Problem

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pgpis.data.images import load_rgb
+from pgpis.images import load_rgb
 from pgpis.data.wpose.fit import PAD_RGB, Fit, fit_array
 from pgpis.data.wpose.layout import WPoseIndex, read_wpose_index
 from pgpis.data.wpose.protocols import DEFAULT_PROTOCOL, WPOSE_METRICS
