@@ -6,7 +6,7 @@
 
 Used by class path only (PYTHONPATH including examples/): ``--dataset folder_pairs.FolderPairs`` for
 `pgpis data check` / `pgpis evaluate`, ``data.class_path: folder_pairs.FolderPairsDataModule`` in a YAML.
-It imports only pgpis's public API; docs/extending-datasets.md walks through it.
+It imports only pgpis's public API; docs/extending.md walks through it.
 """
 from folder_pairs.datamodule import FolderPairsDataModule
 from folder_pairs.layout import FolderIndex, read_folder

@@ -20,7 +20,7 @@ from pgpis.grids import DEFAULT_MIN_CELL_HEIGHT
 COMMANDS = ("synth", "check", "preview", "prepare")
 DEFAULT_DATASET = "deepfashion"
 _DATASET_HELP = ("a built-in dataset ({names}), an installed `pgpis.datasets` entry point, or the class path of a "
-                 "DatasetPackage (my_pkg.module:MyDataset; docs/extending-datasets.md)")
+                 "DatasetPackage (my_pkg.module:MyDataset; docs/extending.md)")
 
 
 def _dataset_argument(parser: argparse.ArgumentParser, *, required: bool = False) -> None:

@@ -38,7 +38,7 @@ def build_parser(dataset: str = DEFAULT_DATASET) -> argparse.ArgumentParser:
                                        "$PGPIS_TORCHVISION_INCEPTION_WEIGHTS (legacy protocols).")
     p.add_argument("--dataset", default=DEFAULT_DATASET, metavar="NAME|CLASS_PATH",
                    help=f"one of {', '.join(registry.available())}, or the class path of a DatasetPackage "
-                        "(my_pkg.module:MyDataset; docs/extending-datasets.md)")
+                        "(my_pkg.module:MyDataset; docs/extending.md)")
     p.add_argument("--root", required=True, help="dataset root (CFLD or PCDMs layout)")
     p.add_argument("--split", default="test")
     p.add_argument("--generated", required=True, help="folder of <source stem>_to_<target stem>.png")

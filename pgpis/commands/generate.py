@@ -77,7 +77,7 @@ def generate_main(argv: Sequence[str]) -> int:
                                        "source's parsing map and keypoints are read from it when the model needs them)")
     parser.add_argument("--dataset", default="deepfashion", metavar="NAME|CLASS_PATH",
                         help="--pairs: the dataset --root is (a built-in name or a DatasetPackage class path, "
-                             "docs/extending-datasets.md; default %(default)s)")
+                             "docs/extending.md; default %(default)s)")
     parser.add_argument("--out", required=True, help="output PNG (single) or folder (--pairs)")
     parser.add_argument("--guidance", type=float, nargs="+", default=None,
                         help="CFG scale, or FPDM's two cumulative weights 'W_S W_F' (default: the model's)")

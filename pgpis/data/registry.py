@@ -74,7 +74,7 @@ def get_dataset(spec: str) -> DatasetPackage:
     cls = _import_class(path or spec, spec)
     if not (isinstance(cls, type) and issubclass(cls, DatasetPackage)):
         raise UnknownDatasetError(f"dataset '{spec}' is {cls!r}, not a subclass of pgpis.data.contract.DatasetPackage "
-                                  "(docs/extending-datasets.md)")
+                                  "(docs/extending.md)")
     return cls()
 
 
