@@ -14,6 +14,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,11 +28,13 @@ TARGETS = [["demo-all"], ["notebooks"], ["evaluate"], ["app"], ["train-ldm", "DA
            ["train-truepose", "CONFIG=experiments/deepfashion/truepose.yaml"]]
 #: runs the docs give that no make target wraps: the WPose overlay on the tiny and the paper TruePose (docs/wpose.md)
 DOC_RUNS = [["test", "--config", "experiments/tiny/truepose.yaml", "--config", "experiments/wpose/test.yaml"],
-            ["test", "--config", "experiments/deepfashion/truepose.yaml", "--config", "experiments/wpose/test.yaml"]]
+            ["test", "--config", "experiments/deepfashion/truepose.yaml", "--config", "experiments/wpose/test.yaml"],
+            ["fit", "--config", "examples/concat_ldm/tiny.yaml"]]  # docs/extending.md, with PYTHONPATH=examples
 #: a path right after one of these is a destination the reader picks (`make train-ldm STORE=DIR`), not a demo output
 CHOSEN_BY_READER = re.compile(r"(STORE|PGPIS_SCREENSHOT_DIR)=$")
 PATH = re.compile(r"outputs/[\w./{},*-]*")
-FOLDER_KEYS = {"output_dir", "export_dir"}  # values name folders whose every file the run writes (samples, an export)
+#: values that name folders whose every file the run writes (samples, an export, a checkpoint folder)
+FOLDER_KEYS = {"output_dir", "export_dir", "dirpath"}
 
 
 def _make_commands(target: list[str]) -> str:
@@ -100,6 +103,7 @@ def written() -> tuple[set[str], set[str]]:
         pytest.fail("this test reads the Makefile's recipes with `make -n`: install make")
     files, folders = set(), set()
     runs = [*DOC_RUNS]
+    sys.path.insert(0, str(REPO / "examples"))  # the example method's class path (docs/extending.md)
     for target in TARGETS:
         commands = _make_commands(target)
         files |= {p.rstrip("/") for p in PATH.findall(commands)}
@@ -108,6 +112,7 @@ def written() -> tuple[set[str], set[str]]:
         f, d = _config_outputs(_resolved_config(list(args)))
         files |= f
         folders |= d
+    sys.path.remove(str(REPO / "examples"))
     return files, folders
 
 
