@@ -130,12 +130,19 @@ def animate_frames(pipe, source: Union[Image.Image, str, os.PathLike], poses: Se
                    seed: int = 0, batch_size: int = 8, guidance=None, steps: Optional[int] = None,
                    scheduler: Optional[str] = None, progress: bool = True,
                    on_frame: Optional[Callable[[int, Image.Image], None]] = None,
-                   source_parsing=None, source_pose=None) -> list[Image.Image]:
+                   source_parsing=None, source_pose=None, video=None) -> list[Image.Image]:
     """Frames of `source` in each pose, all from the same initial noise (`seed`), in batches of `batch_size`.
 
     `source_parsing` / `source_pose` (the source's parsing map and keypoints, as :meth:`Pipeline.generate` takes
-    them) go to every frame, for models that read them (``pipe.needs``).
+    them) go to every frame, for models that read them (``pipe.needs``). `video`
+    (:class:`pgpis.diffusion.video.VideoSampling`, default: shared noise only) picks the consistency options:
+    ``shared_noise=False`` gives frame i the seed ``seed + i``; ``cross_frame`` runs the clip through
+    :func:`pgpis.diffusion.video.sample_clip` in chunks of `batch_size` frames (anchors included).
     """
+    from dataclasses import replace
+
+    from pgpis.diffusion.video import VideoSampling, sample_clip
+
     from pgpis.inference.pipeline import _to_pil
     from pgpis.inference.poses import load_target_pose
 
@@ -148,14 +155,33 @@ def animate_frames(pipe, source: Union[Image.Image, str, os.PathLike], poses: Se
 
         bar = tqdm(total=len(poses), desc="animate", unit="frame")
     frames: list[Image.Image] = []
+    video = VideoSampling(shared_noise=True) if video is None else video
+    seeds = [seed] * len(poses) if video.shared_noise else [seed + i for i in range(len(poses))]
+
+    def batch_of(chunk: Sequence[int]):
+        return pipe.make_batch([source] * len(chunk), [poses[i] for i in chunk],
+                               None if source_parsing is None else [source_parsing] * len(chunk),
+                               None if source_pose is None else [source_pose] * len(chunk))
+
+    if video.cross_frame is not None and poses:
+        with torch.no_grad(), pipe._autocast():
+            images = sample_clip(pipe.module.generate, batch_of, len(poses), seeds,
+                                 replace(video, max_frames=max(batch_size, 2)), pipe.module.denoiser,
+                                 guidance=policy, sampler=sampler)
+        for img in images:
+            frames.append(_to_pil(img))
+            if on_frame is not None:
+                on_frame(len(frames) - 1, frames[-1])
+        if bar is not None:
+            bar.update(len(poses))
+            bar.close()
+        return frames
     with torch.no_grad():
         for start in range(0, len(poses), batch_size):
-            chunk = list(poses[start:start + batch_size])
-            batch = pipe.make_batch([source] * len(chunk), chunk,
-                                    None if source_parsing is None else [source_parsing] * len(chunk),
-                                    None if source_pose is None else [source_pose] * len(chunk))
+            chunk = list(range(start, min(start + batch_size, len(poses))))
+            batch = batch_of(chunk)
             with pipe._autocast():
-                images = pipe.module.generate(batch, guidance=policy, sampler=sampler, seeds=[seed] * len(chunk))
+                images = pipe.module.generate(batch, guidance=policy, sampler=sampler, seeds=[seeds[i] for i in chunk])
             for img in images:
                 frames.append(_to_pil(img))
                 if on_frame is not None:
@@ -289,6 +315,14 @@ def build_parser():
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's sampler)")
     p.add_argument("--scheduler", default=None, help="diffusers scheduler class, e.g. DDIMScheduler")
     p.add_argument("--batch-size", type=int, default=8, help="frames per denoiser batch")
+    p.add_argument("--frame-noise", action="store_true",
+                   help="a fresh initial noise per frame (seed + frame index) instead of one shared by all frames")
+    p.add_argument("--cross-frame", default="none", choices=("none", "first", "previous", "first+previous"),
+                   help="cross-frame attention: each frame's self-attention also attends to the first (or previous) "
+                        "frame's keys and values (docs/phoenix.md, temporal consistency; default none)")
+    p.add_argument("--temporal-metrics", default=None, metavar="JSON",
+                   help="also write the clip's temporal metrics there (warping error with the flow of the generated "
+                        "frames; with --driving-video also the driving video's own, as the reference)")
     p.add_argument("--score-threshold", type=float, default=None,
                    help="drop keypoints below this score (default: the training DataModule's, else 0.3)")
     p.add_argument("--draw-face", action=argparse.BooleanOptionalAction, default=None,
@@ -332,6 +366,8 @@ def _driving_sequence(args, data: dict) -> tuple[np.ndarray, Size, Optional[floa
 def main(argv: Sequence[str] | None = None) -> int:
     """`pgpis animate` (registered in :data:`pgpis.cli.TOOLS`)."""
     import sys
+
+    from pgpis.diffusion.video import parse_video_sampling
 
     parser = build_parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -378,7 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         frames = animate_frames(pipe, args.source, poses, seed=args.seed, batch_size=args.batch_size,
                                 guidance=guidance, steps=args.steps, scheduler=args.scheduler, on_frame=finish,
-                                source_parsing=args.parsing, source_pose=args.source_pose)
+                                source_parsing=args.parsing, source_pose=args.source_pose,
+                                video=parse_video_sampling(not args.frame_noise, args.cross_frame))
     except MissingInputError as err:  # what the checkpoint needs and how to give it
         print(f"pgpis animate: {err}", file=sys.stderr)
         return 2
@@ -386,6 +423,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         frames = [f.resize((size[1], size[0]), Image.BICUBIC) for f in frames]
     write_clip(frames, out, fps)
     print(f"wrote {out} ({len(frames)} frames at {fps:g} fps, {frames[0].width}x{frames[0].height} w x h)")
+    if args.temporal_metrics:
+        from pgpis.metrics.clips import write_clip_metrics
+
+        print(write_clip_metrics(frames, args.temporal_metrics, driving_video=args.driving_video,
+                                 max_frames=args.max_frames,
+                                 extra={"video_sampling": parse_video_sampling(not args.frame_noise,
+                                                                              args.cross_frame).as_dict()}))
     return 0
 
 
