@@ -100,6 +100,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--videos", type=int, default=None, help="only the first N test videos (quick runs)")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--table-only", action="store_true",
+                   help="only rebuild the table (and GIF) from the metrics files already in --out")
     p.add_argument("--gif", default=None, help="write the side by side (ground truth | frame-wise | --gif-variant)")
     p.add_argument("--gif-variant", default="shared noise + cross-frame (first)", choices=list(VARIANTS))
     p.add_argument("--single-seed", nargs="*", default=[], choices=list(VARIANTS),
@@ -109,6 +111,11 @@ def main() -> None:
     from pgpis.data.phoenix import PhoenixDataModule
     from pgpis.inference.animate import load_for_animation
 
+    out = Path(args.out)
+    if args.table_only:
+        rows = {name: [json.loads(f.read_text()) for f in sorted(variant_folder(out, name, 0).parent.glob("metrics_seed*.json"))]
+                for name in args.variants}
+        return report({k: v for k, v in rows.items() if v}, args, out)
     pipe, data = load_for_animation(args.checkpoint, device="cpu")
     keep = {"image_size", "encoder_inputs", "score_threshold", "draw_face"}
     dm = PhoenixDataModule(root=args.root, **{k: v for k, v in data.items() if k in keep}, num_workers=0)
@@ -117,9 +124,7 @@ def main() -> None:
     dataset, collate = loader.dataset, loader.collate_fn
     clips = dataset.sequences()
     n = clips[min(args.videos, len(clips)) - 1].stop if args.videos else len(dataset)
-    out = Path(args.out)
     rows: dict[str, list[dict]] = {}
-    floor = None
     for name in args.variants:
         for seed in args.seeds[:1] if name in args.single_seed else args.seeds:
             folder = variant_folder(out, name, seed)
@@ -128,8 +133,13 @@ def main() -> None:
             d["seconds_per_frame"] = spf
             (folder.parent / f"metrics_seed{seed}.json").write_text(json.dumps(d, indent=2) + "\n")
             rows.setdefault(name, []).append(d)
-            floor = d["temporal"]["ground_truth"]
             print(f"{name} seed {seed}: {spf:.3f} s/frame", flush=True)
+    report(rows, args, out)
+
+
+def report(rows: dict[str, list[dict]], args: argparse.Namespace, out: Path) -> None:
+    """Print and write the table (mean ± standard deviation over seeds) and, with --gif, the animation."""
+    floor = next(iter(rows.values()))[0]["temporal"]["ground_truth"] if rows else None
     lines = ["| sampling | seeds | " + " | ".join(c for c, *_ in COLUMNS) + " |",
              "|---|---|" + "---|" * len(COLUMNS)]
     for name, ds in rows.items():
