@@ -146,3 +146,19 @@ def test_sequence_flows_match_frame_pairs():
     clip = shifted_clip(3)
     flows = sequence_flows(clip, dis_flow)
     assert len(flows) == 2 and flows[0][0].shape == (*SIZE, 2) and flows[0][1].dtype == bool
+
+
+def test_a_driving_video_is_the_reference_of_a_clip_without_ground_truth(tmp_path):
+    from PIL import Image
+
+    from pgpis.metrics.clips import clip_metrics
+
+    moving = shifted_clip(5)
+    gif = tmp_path / "driving.gif"
+    pictures = [Image.fromarray(f) for f in moving]
+    pictures[0].save(gif, save_all=True, append_images=pictures[1:], duration=40, loop=0)
+    flicker = [np.clip(f.astype(int) + (20 if t % 2 else -20), 0, 255).astype(np.uint8) for t, f in enumerate(moving)]
+    res = clip_metrics(flicker, driving_video=gif)
+    assert "driving video's own warping error" in res.settings["reference"]
+    assert res.reference["warping_error"] < res.samples["warping_error"]  # the flickering clip scores worse
+    assert res.samples["warping_error"] == pytest.approx(3 * (40 / 255) ** 2, rel=0.15)  # +-20 levels, 3 channels
