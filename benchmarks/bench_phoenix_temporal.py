@@ -31,6 +31,23 @@ COLUMNS = [("SSIM", "ssim", 1, 4), ("Hand SSIM", "hand_ssim", 1, 4), ("warp err 
            ("s / frame", "seconds_per_frame", 1, 3)]
 
 
+def sampling_cost(pipe, dataset, collate, clip: range, variants: list[str], reps: int) -> None:
+    """Seconds per frame of one clip per variant: repetitions interleaved, the minimum kept (a shared CPU's
+    load only ever adds time)."""
+    from pgpis.callbacks.video import generate_clip
+    from pgpis.diffusion.video import VideoSampling
+
+    best = {name: float("inf") for name in variants}
+    for _ in range(reps):
+        for name in variants:
+            start = time.perf_counter()
+            generate_clip(pipe.module, dataset, collate, clip, VideoSampling(**VARIANTS[name], max_frames=len(clip)))
+            best[name] = min(best[name], (time.perf_counter() - start) / len(clip))
+    base = best.get("frame-wise")
+    for name, t in best.items():
+        print(f"| {name} | {t:.3f} s/frame" + (f" | x{t / base:.2f} |" if base else " |"))
+
+
 def variant_folder(out: Path, name: str, seed: int) -> Path:
     return out / name.replace(" ", "_").replace("(", "").replace(")", "").replace("+", "-") / f"seed{seed}"
 
@@ -57,7 +74,7 @@ def score(root: str, out: Path) -> dict:
     return res.to_dict()
 
 
-def write_gif(root: str, folders: dict[str, Path], out: Path, video_index: int = 0, height: int = 130) -> Path:
+def write_gif(root: str, folders: dict[str, Path], out: Path, video_index: int = 0, height: int = 104) -> Path:
     """An animated side by side (ground truth | one folder per column) of one test video, labelled, at `height` px."""
     from PIL import Image, ImageDraw
 
@@ -77,7 +94,7 @@ def write_gif(root: str, folders: dict[str, Path], out: Path, video_index: int =
         for i, (label, im) in enumerate(zip(["ground truth", *folders], cols)):
             canvas.paste(im.resize((width, height), Image.BICUBIC), (i * width, 14))
             draw.text((i * width + 2, 1), label, fill="black")
-        pictures.append(canvas.quantize(colors=128))
+        pictures.append(canvas.quantize(colors=64))
     out.parent.mkdir(parents=True, exist_ok=True)
     pictures[0].save(out, save_all=True, append_images=pictures[1:], duration=120, loop=0, optimize=True)
     return out
@@ -100,6 +117,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--videos", type=int, default=None, help="only the first N test videos (quick runs)")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--cost", type=int, default=0, metavar="REPS",
+                   help="only time one test video per variant, REPS interleaved repetitions (minimum kept)")
     p.add_argument("--table-only", action="store_true",
                    help="only rebuild the table (and GIF) from the metrics files already in --out")
     p.add_argument("--gif", default=None, help="write the side by side (ground truth | frame-wise | --gif-variant)")
@@ -124,6 +143,8 @@ def main() -> None:
     dataset, collate = loader.dataset, loader.collate_fn
     clips = dataset.sequences()
     n = clips[min(args.videos, len(clips)) - 1].stop if args.videos else len(dataset)
+    if args.cost:
+        return sampling_cost(pipe, dataset, collate, clips[0], args.variants, args.cost)
     rows: dict[str, list[dict]] = {}
     for name in args.variants:
         for seed in args.seeds[:1] if name in args.single_seed else args.seeds:
