@@ -51,7 +51,7 @@ from pgpis.diffusion.video import VideoSampling
 from pgpis.grids import DEFAULT_MIN_CELL_HEIGHT, upscale_factor, upscale_nearest
 from pgpis.metrics.pairs import generated_name
 from pgpis.metrics.states import broadcast_from_rank0, my_batches, rank_and_world
-from pgpis.metrics.temporal import TemporalResult, format_temporal
+from pgpis.metrics.temporal import FLOW_METHODS, TemporalResult, format_temporal
 from pgpis.output_files import (SplitPlan, names_digest, output_folder, plan_split, read_settings, settings_change,
                                 weights_fingerprint, write_image, write_settings)
 
@@ -143,6 +143,8 @@ class DDIMInference(pl.Callback):
         self.grid_path = Path(grid_path) if grid_path else None
         self.grid_pairs, self.after_fit, self.overwrite, self.protocol = grid_pairs, after_fit, overwrite, protocol
         self.min_cell_height = int(min_cell_height)
+        if flow not in FLOW_METHODS:
+            raise ValueError(f"DDIMInference: flow '{flow}' is not one of {', '.join(FLOW_METHODS)}")
         self.video, self.flow = video, flow
         self.results: dict[str, Any] | None = None
         self.plan: SplitPlan | None = None  # this rank's last generation plan (kept / regenerated / generated)
