@@ -11,7 +11,8 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from pgpis.cli import main as pgpis_main
 from pgpis.diffusion.video import VideoSampling, anchor_rows, chunks
 from pgpis.inference import animate as anim
-from pgpis.models.cross_frame import cross_frame_attention
+from pgpis.models.attention import CaptureProcessor
+from pgpis.models.cross_frame import CrossFrameUnavailable, cross_frame_attention
 from test_animate import phoenix_fpdm, test_video  # noqa: F401 - the tiny Phoenix FPDM fixtures
 
 
@@ -42,6 +43,10 @@ def test_a_frame_that_is_its_own_anchor_attends_as_before():
         anchored = attn(x)
     assert torch.allclose(anchored[[0, 3]], plain[[0, 3]], atol=1e-6)  # the first frame of each branch unchanged
     assert not torch.allclose(anchored[[1, 2, 4, 5]], plain[[1, 2, 4, 5]], atol=1e-3)  # the others see frame 0
+    attn.set_processor(CaptureProcessor("attn1"))  # a processor that does more than attend (as TruePose's) is kept
+    with pytest.raises(CrossFrameUnavailable, match="no self-attention layer with a plain"):
+        with cross_frame_attention(attn, [[0, 0, 0]], batch=3):
+            pass
 
 
 def _frames(pipe, source, poses, **kw) -> list[np.ndarray]:

@@ -27,10 +27,16 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
 from torch import Tensor, nn
 
+from pgpis.errors import PgpisError
 from pgpis.models.attention import PlainAttnProcessor
 
 #: processors cross-frame attention may wrap (plain attention; subclasses add behaviour it would lose)
 PLAIN_PROCESSORS = (AttnProcessor, AttnProcessor2_0, PlainAttnProcessor)
+
+
+class CrossFrameUnavailable(PgpisError, ValueError):
+    """The model has no plain self-attention layer to extend (e.g. TruePose with source fusion on every layer);
+    the pgpis command line prints this message alone."""
 
 
 @dataclass
@@ -94,8 +100,9 @@ def cross_frame_attention(model: nn.Module, anchors: Sequence[Sequence[int]], ba
     The original processors are restored on exit."""
     layers = plain_self_attention(model)
     if not layers:
-        raise ValueError(f"cross-frame attention: {type(model).__name__} has no self-attention layer with a plain "
-                         "attention processor to extend (every one already fuses something); sample without it")
+        raise CrossFrameUnavailable(f"cross-frame attention: {type(model).__name__} has no self-attention layer with a "
+                                    "plain attention processor to extend (every one already fuses something, as "
+                                    "TruePose's fused layers do); sample without it (--cross-frame none)")
     device = next(model.parameters()).device
     state = FrameAnchors(batch, [torch.as_tensor(list(a), dtype=torch.long, device=device) for a in anchors])
     for a in state.rows:
@@ -111,5 +118,5 @@ def cross_frame_attention(model: nn.Module, anchors: Sequence[Sequence[int]], ba
             layer.set_processor(proc)
 
 
-__all__ = ["CrossFrameAttnProcessor", "FrameAnchors", "PLAIN_PROCESSORS", "cross_frame_attention",
+__all__ = ["CrossFrameAttnProcessor", "CrossFrameUnavailable", "FrameAnchors", "PLAIN_PROCESSORS", "cross_frame_attention",
            "plain_self_attention"]
