@@ -26,7 +26,7 @@ TOOLS: dict[str, str] = {
     "evaluate": "pgpis.commands.evaluate:main",
     "export": "pgpis.commands.export:export_main",
     "generate": "pgpis.commands.generate:generate_main",
-    "animate": "pgpis.inference.animate:main",
+    "animate": "pgpis.commands.animate:main",
     "report": "pgpis.report:main",
     "app": "pgpis.app:main",
     "pose": "pgpis.commands.pose:main",

@@ -43,13 +43,16 @@ from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
 from pgpis.callbacks.metrics import SSIM_DESCRIPTION, PairMetrics, format_table
+from pgpis.callbacks.video import dataset_clips, generate_clip, my_clips, score_clips
 from pgpis.images import load_rgb, to_tensor
 from pgpis.diffusion.core import move_batch
 from pgpis.diffusion.guidance import GuidancePolicy
 from pgpis.diffusion.sampler import Sampler
+from pgpis.models.video import VideoSampling
 from pgpis.grids import DEFAULT_MIN_CELL_HEIGHT, upscale_factor, upscale_nearest
 from pgpis.metrics.pairs import generated_name
 from pgpis.metrics.states import broadcast_from_rank0, my_batches, rank_and_world
+from pgpis.metrics.temporal import FLOW_METHODS, TemporalResult, format_temporal
 from pgpis.output_files import (SplitPlan, names_digest, output_folder, plan_split, read_settings, settings_change,
                                 weights_fingerprint, write_image, write_settings)
 
@@ -109,6 +112,9 @@ class DDIMInference(pl.Callback):
         after_fit: also run at the end of ``fit``.
         overwrite: regenerate existing files.
         protocol: also run :func:`pgpis.data.deepfashion.evaluate_deepfashion` with this named protocol.
+        video: clip-wise consistent sampling (shared initial noise, cross-frame attention) for datasets whose
+            pairs form clips (Phoenix's test videos); None or all off = frame-wise. Such datasets also get the
+            temporal metrics (``temporal`` in ``metrics_path``, :mod:`pgpis.callbacks.video`), with `flow`.
     """
 
     def __init__(
@@ -126,6 +132,8 @@ class DDIMInference(pl.Callback):
         after_fit: bool = False,
         overwrite: bool = False,
         protocol: Optional[str] = None,
+        video: Optional[VideoSampling] = None,
+        flow: str = "dis",
     ):
         self.output_dir = Path(output_dir)
         self.split, self.guidance, self.sampler = split, guidance, sampler
@@ -134,6 +142,9 @@ class DDIMInference(pl.Callback):
         self.grid_path = Path(grid_path) if grid_path else None
         self.grid_pairs, self.after_fit, self.overwrite, self.protocol = grid_pairs, after_fit, overwrite, protocol
         self.min_cell_height = int(min_cell_height)
+        if flow not in FLOW_METHODS:
+            raise ValueError(f"DDIMInference: flow '{flow}' is not one of {', '.join(FLOW_METHODS)}")
+        self.video, self.flow = video, flow
         self.results: dict[str, Any] | None = None
         self.plan: SplitPlan | None = None  # this rank's last generation plan (kept / regenerated / generated)
 
@@ -177,7 +188,12 @@ class DDIMInference(pl.Callback):
                 restart = f"settings changed: {changed}"
                 rank_zero_warn(f"DDIMInference: {self.output_dir} holds images generated with other settings "
                                f"({changed}); regenerating them all")
-        plan = self.plan = plan_split(paths, my_batches(n, self.batch_size), restart=restart, size=size)
+        clips = dataset_clips(dataset, n) if self.video is not None and self.video.enabled else None
+        if self.video is not None and self.video.enabled and clips is None:
+            raise ValueError(f"DDIMInference: video sampling ({self.video.describe()}) needs a dataset whose pairs form "
+                             f"clips (a `sequences()` method, e.g. Phoenix's test videos); {type(dataset).__name__} has none")
+        batches = my_clips(clips) if clips is not None else my_batches(n, self.batch_size)
+        plan = self.plan = plan_split(paths, batches, restart=restart, size=size)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.barrier()  # every share's old files are gone before the new record says otherwise
         if rank_and_world()[0] == 0:
@@ -187,7 +203,13 @@ class DDIMInference(pl.Callback):
             log.warning("DDIMInference: regenerating %s: %s", paths[i], why)
         was_training = pl_module.training
         pl_module.eval()
-        for idx, batch in self._batches(dataset, collate, plan.batches):
+        for clip in (plan.batches if clips is not None else ()):  # one clip per batch
+            images = generate_clip(pl_module, dataset, collate, clip, self.video, guidance=self.guidance,
+                                   sampler=self.sampler)
+            for i, img in zip(clip, images):
+                if i in plan.write:
+                    save_png(img, paths[i])
+        for idx, batch in (self._batches(dataset, collate, plan.batches) if clips is None else ()):
             if "pair_index" not in batch:  # the per-sample seeds come from it: same image whatever else is redone
                 batch["pair_index"] = torch.as_tensor(idx)
             batch = move_batch(batch, pl_module.device)
@@ -205,7 +227,8 @@ class DDIMInference(pl.Callback):
                 "batch_size": self.batch_size, "guidance": repr(self.guidance or getattr(pl_module, "guidance", None)),
                 "sampler": repr({k: v for k, v in vars(sampler).items() if k != "scheduler_cls"}),
                 "seed": getattr(pl_module, "seed", None), "weights": weights_fingerprint(pl_module),
-                "device": pl_module.device.type}
+                "device": pl_module.device.type,
+                **({"video": self.video.as_dict()} if self.video is not None and self.video.enabled else {})}
 
     def _file(self, dataset: Dataset, i: int) -> str:
         pairs = getattr(dataset, "pairs", None)  # DeepFashionDataset keeps (source, target) names: no image load
@@ -266,6 +289,12 @@ class DDIMInference(pl.Callback):
             "steps": (self.sampler or pl_module.sampler).num_inference_steps,
             "global_step": trainer.global_step,
         }
+        if self.video is not None:
+            results["settings"]["video_sampling"] = self.video.as_dict()
+        clips = dataset_clips(dataset, n)
+        if clips:
+            results["temporal"] = score_clips(dataset, clips, self.output_dir, flow=self.flow,
+                                              target_key=getattr(pl_module, "target_key", "target"))
         if self.protocol is not None:
             results["protocol"] = self._protocol_metrics(trainer)
         rank, _ = rank_and_world()
@@ -279,7 +308,8 @@ class DDIMInference(pl.Callback):
         rank_zero_info(f"DDIMInference: {n} pairs of '{self.split}' in {self.output_dir}: {files['kept']} kept, "
                        f"{files['regenerated']} regenerated (damaged or overwrite), {files['generated']} generated"
                        + (f", {files['duplicates']} duplicate pairs written once" if files["duplicates"] else "")
-                       + f"\n{table}")
+                       + f"\n{table}" + (f"\n{format_temporal(TemporalResult.from_dict(results['temporal']))}"
+                                          if "temporal" in results else ""))
         for name in ("samples", "copy_source", "background_only"):
             for m in ("ssim", "psnr", "fg_psnr"):
                 if results[name].get(m) is not None and trainer.logger is not None:

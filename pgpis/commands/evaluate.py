@@ -78,6 +78,8 @@ def list_protocols() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--frames" in argv or any(a.startswith("--frames=") for a in argv):
+        return clip_main(argv)
     try:
         dataset = _dataset(argv)
         if "--list-protocols" in argv:
@@ -116,6 +118,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     if quality:
         print("\n" + quality)
     log(f"wrote {out}")
+    return 0
+
+
+def clip_main(argv: Sequence[str]) -> int:
+    """`pgpis evaluate --frames DIR [--driving-video CLIP]`: temporal metrics of a `pgpis animate --frames-dir` folder."""
+    from pgpis.metrics.clips import folder_frames, write_clip_metrics
+    from pgpis.metrics.temporal import FLOW_METHODS
+
+    p = argparse.ArgumentParser(prog="pgpis evaluate --frames",
+                                description="Temporal metrics (warping error) of a clip with no ground truth: the "
+                                            "frame0001.png ... folder pgpis animate --frames-dir writes.")
+    p.add_argument("--frames", required=True, help="folder of frame0001.png ... (pgpis animate --frames-dir)")
+    p.add_argument("--driving-video", default=None, help="the driving video: its own warping error is the reference")
+    p.add_argument("--flow", default="dis", choices=[m for m in FLOW_METHODS if m != "raft"])
+    p.add_argument("--out", default="clip_metrics.json")
+    args = p.parse_args(list(argv))
+    try:
+        frames = folder_frames(args.frames)
+        print(write_clip_metrics(frames, args.out, driving_video=args.driving_video, max_frames=len(frames),
+                                 flow=args.flow))
+    except DataFormatError as err:
+        print(f"pgpis evaluate: {err}", file=sys.stderr)
+        return 2
+    print(f"[pgpis evaluate] wrote {args.out}", file=sys.stderr)
     return 0
 
 

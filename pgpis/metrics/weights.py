@@ -209,3 +209,11 @@ TORCHVISION_INCEPTION = WeightSpec(
     cache_dir="torch_hub",
     sha256="0cc3c7bd",
 )
+RAFT_LARGE = WeightSpec(
+    what="RAFT-large optical flow (temporal metrics, --flow raft)",
+    filename="raft_large_C_T_SKHT_V2-ff5fadd5.pth",
+    url="https://download.pytorch.org/models/raft_large_C_T_SKHT_V2-ff5fadd5.pth",
+    env="PGPIS_RAFT_WEIGHTS",
+    cache_dir="torch_hub",
+    sha256="ff5fadd5",  # torchvision's published sha256 prefix
+)

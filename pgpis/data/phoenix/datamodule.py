@@ -82,6 +82,16 @@ class PhoenixDataset(Dataset):
         video = self.videos[v]
         return video.frame_name(s), video.frame_name(t)
 
+    def sequences(self) -> list[range]:
+        """Runs of pairs that form a clip in frame order (same video and source, consecutive targets): the test
+        protocol's videos, for temporal metrics and clip-wise sampling (:mod:`pgpis.callbacks.video`)."""
+        tr, runs, start = self.triplets, [], 0
+        for i in range(1, len(tr) + 1):
+            if i == len(tr) or not (tr[i, 0] == tr[i - 1, 0] and tr[i, 1] == tr[i - 1, 1] and tr[i, 2] == tr[i - 1, 2] + 1):
+                runs.append(range(start, i))
+                start = i
+        return runs
+
     def render(self, kp: np.ndarray, size: Size) -> torch.Tensor:
         """Whole-body pose image at ``size`` from ``[133, 3]`` keypoints in the 210x260 frame."""
         xy = kpt.rescale_keypoints(kp[:, :2], FRAME_SIZE, size)

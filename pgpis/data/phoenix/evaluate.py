@@ -27,11 +27,12 @@ from pgpis.data.phoenix.protocols import PHOENIX_METRICS, PHOENIX_PROTOCOL_NAME
 from pgpis.errors import DataFormatError, Problem
 from pgpis.metrics.evaluate import EvaluationResult, evaluate_pairs, metrics_table
 from pgpis.metrics.hand_estimators import NoHandEstimator, resolve_hand_estimator
-from pgpis.metrics.hands import NO_ESTIMATOR, HandKeypointEstimator, HandPE, HandSSIM
+from pgpis.metrics.hands import KNUCKLES, NO_ESTIMATOR, HandKeypointEstimator, HandPE, HandSSIM, present_hands
 from pgpis.metrics.images import load_resized, stack01
 from pgpis.metrics.pairs import EvalPair, copy_source, match_generated, missing_error
 from pgpis.metrics.protocols import Protocol, get_protocol
 from pgpis.metrics.states import my_batches
+from pgpis.metrics.temporal import FrameSequence, TemporalResult, format_temporal, lpips_or_reason, temporal_metrics
 from pgpis.pose import keypoints as kpt
 
 Log = Callable[[str], None]
@@ -143,6 +144,47 @@ def hand_metrics(pairs: Sequence[EvalPair], frames: PhoenixFrames, protocol: Pro
     return metrics, unavailable, details
 
 
+# --------------------------------------------------------------------------- temporal metrics
+def hand_centres(frames: PhoenixFrames, name: str, size: tuple[int, int],
+                 score_threshold: float = HAND_SCORE_THRESHOLD) -> np.ndarray:
+    """``[2, 2]`` ground-truth knuckle centres (left, right) of a frame in `size` pixels, NaN where absent."""
+    xy, scores = target_hand_keypoints(frames, [name], size, score_threshold)
+    present = present_hands(xy, scores, score_threshold)[0]
+    centres = xy[0, list(KNUCKLES)].double().numpy()
+    centres[~present.numpy()] = np.nan
+    return centres
+
+
+def phoenix_sequences(pairs: Sequence[EvalPair], frames: PhoenixFrames, size: tuple[int, int]) -> list[FrameSequence]:
+    """The scored pairs as clips in frame order: one per run of consecutive frames of a video (a missing file
+    splits a video, so no frame pair skips a frame)."""
+    runs: list[list[EvalPair]] = []
+    last: tuple[str, int] | None = None
+    for pair in sorted(pairs, key=lambda p: (frames.frames[p.target][0].name, frames.frames[p.target][1])):
+        video, t = frames.frames[pair.target]
+        if last is None or last != (video.name, t - 1):
+            runs.append([])
+        runs[-1].append(pair)
+        last = (video.name, t)
+    return [FrameSequence(f"{frames.frames[run[0].target][0].name}@{frames.frames[run[0].target][1]}",
+                          [p.generated for p in run], [p.target_path for p in run],
+                          np.stack([hand_centres(frames, p.target, size) for p in run]))
+            for run in runs]
+
+
+def phoenix_temporal(pairs: Sequence[EvalPair], frames: PhoenixFrames, protocol: Protocol, *, flow: str = "dis",
+                     flow_weights: str | os.PathLike | None = None, alexnet: str | os.PathLike | None = None,
+                     lpips_net: Optional[torch.nn.Module] = None, device: str | torch.device = "cpu") -> dict:
+    """``metrics.json``'s ``temporal`` section: warping error, hand warping error, tOF and tLP of the generated
+    clips and of the ground truth (the floor), at the protocol size (:mod:`pgpis.metrics.temporal`)."""
+    reason = None
+    if lpips_net is None:
+        lpips_net, reason = lpips_or_reason(alexnet)
+    result = temporal_metrics(phoenix_sequences(pairs, frames, protocol.size), protocol.size, flow=flow,
+                              flow_weights=flow_weights, lpips_net=lpips_net, lpips_unavailable=reason, device=device)
+    return result.to_dict()
+
+
 # --------------------------------------------------------------------------- result
 class PhoenixEvaluationResult(EvaluationResult):
     """:class:`EvaluationResult` with the Phoenix metric set (adds Hand SSIM / Hand PE, drops LPIPS)."""
@@ -163,6 +205,9 @@ class PhoenixEvaluationResult(EvaluationResult):
             lines.append(f"Hand PE: hand keypoints by `{hpe['estimator']}` on generated and real frames; "
                          f"{hpe['points']} points averaged, {hpe['missed_on_generated']} not found on the generated "
                          f"frames, {hpe['found_on_real']} of {hpe['gt_hands']} ground-truth hands found on the real ones.")
+        for name, row in {method: self, **(rows or {})}.items():
+            if "temporal" in row.details:
+                lines += ["", format_temporal(TemporalResult.from_dict(row.details["temporal"]), name)]
         return "\n".join(lines)
 
 
@@ -179,6 +224,7 @@ def evaluate_phoenix(
     batch_size: int = 16,
     device: str | torch.device = "cpu",
     log: Optional[Log] = None,
+    temporal: Optional[Mapping] = None,
     **kwargs,
 ) -> PhoenixEvaluationResult:
     """Score ``generated_dir`` against the split's first-frame protocol (SSIM, Hand SSIM, Hand PE, FID).
@@ -209,6 +255,10 @@ def evaluate_phoenix(
                                             no_estimator_reason=no_hands.reason if no_hands else NO_ESTIMATOR)
     metrics.update(hands)
     unavailable.update(hands_na)
+    if temporal is not None:
+        weights = kwargs.get("weights")
+        details["temporal"] = phoenix_temporal(matching.found, frames, protocol, device=device, **{
+            "alexnet": getattr(weights, "alexnet", None), **temporal})
     return PhoenixEvaluationResult(protocol, len(matching.found), metrics, unavailable,
                                    n_expected=len(frames.pairs) - len(matching.duplicates),
                                    missing=matching.missing, unexpected=matching.unexpected, details=details)
@@ -220,5 +270,6 @@ def copy_first_frame(frames: PhoenixFrames, out_dir: str | os.PathLike) -> Path:
 
 
 __all__ = ["PhoenixFrames", "PhoenixEvaluationResult", "copy_first_frame", "evaluate_phoenix",
-           "first_frame_name_pairs", "hand_metrics", "phoenix_frames", "phoenix_split", "read_phoenix_frames",
+           "first_frame_name_pairs", "hand_centres", "hand_metrics", "phoenix_frames", "phoenix_sequences",
+           "phoenix_temporal", "phoenix_split", "read_phoenix_frames",
            "target_hand_keypoints"]

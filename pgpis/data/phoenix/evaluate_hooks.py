@@ -31,6 +31,11 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
                         "(overrides --pose-estimator)")
     add_scoring_estimator_arguments(p, what="Hand PE from a pose estimator's hands, the same on generated and real "
                                             "frames (none: Hand PE unavailable)")
+    p.add_argument("--flow", default="dis", choices=("dis", "farneback", "raft", "none"),
+                   help="optical flow of the temporal metrics (warping error, hand warping error, tOF, tLP; "
+                        "docs/metrics.md): OpenCV DIS (default) or Farneback, torchvision RAFT-large from a local "
+                        "weight file (--flow-weights / $PGPIS_RAFT_WEIGHTS), or none to skip them")
+    p.add_argument("--flow-weights", default=None, metavar="PATH", help="RAFT-large weights for --flow raft")
     p.add_argument("--baseline-out", default=None, metavar="DIR",
                    help="also write the copy-the-first-frame baseline to DIR and score it as a second row")
 
@@ -64,7 +69,8 @@ def run_evaluate(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[
     common = dict(protocol=args.protocol, hand_estimator=hands,
                   batch_size=args.batch_size, device=args.device, log=log,
                   weights=WeightPaths(alexnet=args.alexnet_weights, inception=args.inception_weights),
-                  fid_cache_dir=args.fid_real_cache or None)
+                  fid_cache_dir=args.fid_real_cache or None,
+                  temporal=None if args.flow == "none" else {"flow": args.flow, "flow_weights": args.flow_weights})
     frames = read_phoenix_frames(args.root, args.split, args.keypoints)
     if getattr(args, "make_copy_source", False):  # the shared flag: here the copy-the-first-frame baseline
         copy_first_frame(frames, args.generated)
