@@ -30,8 +30,9 @@ TARGETS = [["demo-all"], ["notebooks"], ["evaluate"], ["app"], ["train-ldm", "DA
 DOC_RUNS = [["test", "--config", "experiments/tiny/truepose.yaml", "--config", "experiments/wpose/test.yaml"],
             ["test", "--config", "experiments/deepfashion/truepose.yaml", "--config", "experiments/wpose/test.yaml"],
             ["fit", "--config", "examples/concat_ldm/tiny.yaml"]]  # docs/extending.md, with PYTHONPATH=examples
-#: a path right after one of these is a destination the reader picks (`make train-ldm STORE=DIR`), not a demo output
-CHOSEN_BY_READER = re.compile(r"(STORE|PGPIS_SCREENSHOT_DIR)=$")
+#: a path right after one of these is a destination the reader picks (`make train-ldm STORE=DIR`, `--out DIR`, a
+#: callback's output overridden on the command line), not a demo output
+CHOSEN_BY_READER = re.compile(r"((STORE|PGPIS_SCREENSHOT_DIR)=|(--out|--trainer\.callbacks\.(output_dir|metrics_path)) )$")
 PATH = re.compile(r"outputs/[\w./{},*-]*")
 #: values that name folders whose every file the run writes (samples, an export, a checkpoint folder)
 FOLDER_KEYS = {"output_dir", "export_dir", "dirpath"}
