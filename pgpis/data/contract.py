@@ -31,7 +31,7 @@ from pgpis.errors import DataFormatError
 
 if TYPE_CHECKING:
     from pgpis.metrics.evaluate import EvaluationResult
-    from pgpis.metrics.protocols import Protocol
+    from pgpis.metrics.protocols import Protocol as EvalProtocol
 
 Tool = Callable[[argparse.Namespace], int]
 Log = Callable[[str], None]
@@ -57,11 +57,16 @@ class DatasetPackage(ABC):
         name: what ``--dataset`` and the messages call it.
         datamodule: class path of its ``LightningDataModule`` (the batch dict of docs/CONVENTIONS.md).
         default_protocol: the ``--protocol`` of `pgpis evaluate` when none is given (None: no evaluation).
+        title, terms, link: what a model card trained on it says (``pgpis export``): its full name, the terms
+            its images come under, and where to read them.
     """
 
     name: ClassVar[str]
     datamodule: ClassVar[str]
     default_protocol: ClassVar[str | None] = None
+    title: ClassVar[str] = ""
+    terms: ClassVar[str] = "the dataset's own terms"
+    link: ClassVar[str | None] = None
 
     # ------------------------------------------------------------------ data
     @abstractmethod
@@ -103,7 +108,7 @@ class DatasetPackage(ABC):
         return {}
 
     # ------------------------------------------------------------------ `pgpis evaluate`
-    def protocols(self) -> tuple[Protocol, ...]:
+    def protocols(self) -> tuple[EvalProtocol, ...]:
         """The dataset's named evaluation presets (registered by the time this returns)."""
         return ()
 

@@ -78,6 +78,16 @@ def get_dataset(spec: str) -> DatasetPackage:
     return cls()
 
 
+def dataset_reading(datamodule: str) -> DatasetPackage | None:
+    """The registered dataset (built-in or entry point) whose DataModule is the class path `datamodule`, if any:
+    what a model card says about a checkpoint's training data."""
+    for spec in available():
+        dataset = get_dataset(spec)
+        if dataset.datamodule == datamodule:
+            return dataset
+    return None
+
+
 def load_protocols(specs: tuple[str, ...] | None = None) -> None:
     """Register the evaluation presets of the datasets `specs` (default: every built-in and entry point)."""
     for spec in available() if specs is None else specs:

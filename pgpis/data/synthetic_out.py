@@ -7,6 +7,9 @@ from typing import Sequence
 
 from pgpis.errors import DataFormatError, Problem
 
+#: the file every pgpis synthetic writer leaves in its output folder (what marks a folder as generated data)
+SYNTHETIC_MARKER = ".pgpis-synthetic"
+
 
 def prepare_synthetic_out(out: Path, marker: str, written_dirs: Sequence[str], written_files: Sequence[str] = ()
                           ) -> Path:

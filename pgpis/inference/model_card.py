@@ -55,17 +55,6 @@ class Dataset:
     link: Optional[str] = None
 
 
-#: DataModule class -> the dataset it reads and its terms
-DATASETS: dict[str, Dataset] = {
-    "pgpis.data.deepfashion.DeepFashionDataModule": Dataset(
-        "DeepFashion In-shop Clothes Retrieval (the CFLD / PCDMs pose-transfer pairs)",
-        "non-commercial research use only (the DeepFashion agreement)",
-        "https://mmlab.ie.cuhk.edu.hk/projects/DeepFashion.html"),
-    "pgpis.data.phoenix.PhoenixDataModule": Dataset(
-        "RWTH-PHOENIX-Weather 2014 T", "the dataset's own terms (see its page)",
-        "https://www-i6.informatik.rwth-aachen.de/~koller/RWTH-PHOENIX-2014-T/"),
-    "pgpis.data.wpose.WPoseDataModule": Dataset("WPose (web photos)", "each image's own licence"),
-}
 SYNTHETIC = Dataset("synthetic DeepFashion-layout data written by pgpis (`pgpis data synth`)",
                     "none (generated, no third-party content)")
 
@@ -130,12 +119,14 @@ def _checkpoint_facts(checkpoint: Optional[Path]) -> dict[str, Any]:
 
 def dataset_of(data: Mapping[str, Any]) -> Optional[Dataset]:
     """The dataset a DataModule's settings read: synthetic when its root carries pgpis's marker."""
-    from pgpis.data.deepfashion.layout import SYNTHETIC_MARKER
+    from pgpis.data.registry import dataset_reading
+    from pgpis.data.synthetic_out import SYNTHETIC_MARKER
 
     root = data.get("root")
     if isinstance(root, str) and (Path(root) / SYNTHETIC_MARKER).exists():
         return SYNTHETIC
-    return DATASETS.get(str(data.get("_class_path")))
+    found = dataset_reading(str(data.get("_class_path")))
+    return None if found is None else Dataset(found.title or found.name, found.terms, found.link)
 
 
 def _metric_rows(metrics: Mapping[str, Any], section: str = "") -> Iterator[tuple[str, str, float]]:
@@ -286,4 +277,4 @@ def write_model_card(folder: PathLike, meta: Mapping[str, Any], *, checkpoint: O
     return folder / CARD
 
 
-__all__ = ["write_model_card", "render_model_card", "base_models", "licence_of", "BASE_LICENCES", "DATASETS", "CARD"]
+__all__ = ["write_model_card", "render_model_card", "base_models", "licence_of", "BASE_LICENCES", "CARD"]

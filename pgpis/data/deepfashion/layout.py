@@ -49,7 +49,7 @@ CFLD_ANNOTATION = "fasion-resize-annotation-{split}.csv"
 CFLD_IMAGES = "{split}_highres"
 PCDMS_PAIRS = "{split}_pairs_data.json"
 PARSING_DIR = "parsing"
-SYNTHETIC_MARKER = ".pgpis-synthetic"
+from pgpis.data.synthetic_out import SYNTHETIC_MARKER  # noqa: E402  (re-exported: the one marker)
 
 _NAME_RE = re.compile(r"^fashion(MEN|WOMEN)(.+?)id(\d{8})(\d{2})_(\d+)([A-Za-z]+)\.jpg$")
 _PCDMS_RE = re.compile(r"^img/(MEN|WOMEN)/([^/]+)/id_(\d{8})/(\d{2})_(\d+)_([A-Za-z]+)\.jpg$")

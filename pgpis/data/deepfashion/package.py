@@ -18,6 +18,9 @@ class DeepFashionPackage(DatasetPackage):
 
     name = "deepfashion"
     datamodule = "pgpis.data.deepfashion.DeepFashionDataModule"
+    title = "DeepFashion In-shop Clothes Retrieval (the CFLD / PCDMs pose-transfer pairs)"
+    terms = "non-commercial research use only (the DeepFashion agreement)"
+    link = "https://mmlab.ie.cuhk.edu.hk/projects/DeepFashion.html"
     default_protocol = "deepfashion-256x176"
 
     def read_layout(self, root: Path, *, parsing: bool = False) -> Any:

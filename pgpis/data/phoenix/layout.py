@@ -39,7 +39,7 @@ FRAMES_DIR = "features/fullFrame-210x260px"
 CORPUS = "annotations/manual/PHOENIX-2014-T.{split}.corpus.csv"
 CORPUS_HEADER = ("name", "video", "start", "end", "speaker", "orth", "translation")
 KEYPOINTS_DIR = "keypoints"
-SYNTHETIC_MARKER = ".pgpis-synthetic"
+from pgpis.data.synthetic_out import SYNTHETIC_MARKER  # noqa: E402  (re-exported: the one marker)
 _FRAME_RE = re.compile(r"^images(\d+)\.png$")
 
 

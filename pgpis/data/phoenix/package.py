@@ -19,6 +19,9 @@ class PhoenixPackage(DatasetPackage):
 
     name = "phoenix"
     datamodule = "pgpis.data.phoenix.PhoenixDataModule"
+    title = "RWTH-PHOENIX-Weather 2014 T"
+    terms = "the dataset's own terms (see its page)"
+    link = "https://www-i6.informatik.rwth-aachen.de/~koller/RWTH-PHOENIX-2014-T/"
     default_protocol = "phoenix-260x210"
 
     def read_layout(self, root: Path, *, parsing: bool = False) -> Any:

@@ -52,7 +52,7 @@ IMAGES_DIR = "images"
 PARSING_DIR = "parsing"
 PARSING_DIRS = (PARSING_DIR, "gt_parsing")  # the first UniHuman release (ood_test_reposing/) called it gt_parsing
 KEYPOINTS_DIR = "keypoints"
-SYNTHETIC_MARKER = ".pgpis-synthetic"  # the marker every pgpis synthetic writer leaves
+from pgpis.data.synthetic_out import SYNTHETIC_MARKER  # noqa: E402  (re-exported: the one marker)
 SYNTHETIC_KEYPOINTS = "synthetic_keypoints.json"  # the generator's own keypoints (synthetic copies only)
 KEYPOINT_FORMAT = "pgpis-wpose-keypoints-1"
 

@@ -19,6 +19,8 @@ class WPosePackage(DatasetPackage):
 
     name = "wpose"
     datamodule = "pgpis.data.wpose.WPoseDataModule"
+    title = "WPose (web photos)"
+    terms = "each image's own licence"
     default_protocol = "wpose-512x352"
 
     def read_layout(self, root: Path, *, parsing: bool = False) -> Any:
