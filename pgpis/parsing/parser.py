@@ -6,6 +6,7 @@ every backend, and a user's own class, is used through one checked path.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -32,14 +33,16 @@ class HumanParser(Protocol):
         ...
 
 
-class BaseParser:
-    """A HumanParser with resources: ``close()`` and ``with`` support (the backends derive from it)."""
+class BaseParser(ABC):
+    """A HumanParser with resources: ``close()`` and ``with`` support (the backends derive from it and implement
+    :meth:`parse`; a user's own parser needs only the :class:`HumanParser` attributes)."""
 
     name: str = "unnamed"
     label_set: str = "lip"
 
-    def parse(self, image: ImageLike) -> np.ndarray:  # pragma: no cover - the protocol's method
-        raise NotImplementedError
+    @abstractmethod
+    def parse(self, image: ImageLike) -> np.ndarray:
+        """Class indices ``[H, W]`` of an RGB image ``[H, W, 3]`` in :attr:`label_set`."""
 
     def close(self) -> None:
         """Release the backend's resources (model sessions); the parser is unusable afterwards."""
